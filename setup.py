@@ -1,0 +1,55 @@
+"""pip install of seg_perception: the ROS-free core, the `seg-perception` command, optional engines.
+
+ROS 2 users build the same package with colcon (CMakeLists.txt); this file is for pip users and
+development. The package's .msg definitions ship as package data so that the ROS-free paths
+(rosbags) know the package's own message types without a ROS installation.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+INTERFACES = Path("seg_perception") / "io" / "interfaces" / "seg_perception"
+
+
+class BuildWithInterfaces(build_py):
+    """Copy msg/*.msg into the built package, where io.typestore finds them."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / INTERFACES / "msg"
+        target.mkdir(parents=True, exist_ok=True)
+        for msg in sorted((ROOT / "msg").glob("*.msg")):
+            shutil.copy2(msg, target / msg.name)
+
+
+setup(
+    name="seg_perception",
+    version="0.1.0",
+    description="ROS 2 semantic perception: hard-region segmenters, LiDAR labelling, semantic voxel maps, bag replay evaluation",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["seg_perception", "seg_perception.*"]),
+    package_data={"seg_perception": ["io/interfaces/**/*.msg"]},
+    cmdclass={"build_py": BuildWithInterfaces},
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "rosbags>=0.10",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "torch": ["torch>=2.2"],
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "tensorrt": ["tensorrt>=10", "onnx>=1.15"],
+        "mapping": ["open3d>=0.18"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "mcap>=1.1"],
+    },
+    entry_points={"console_scripts": ["seg-perception=seg_perception.cli:main"]},
+)
