@@ -8,3 +8,7 @@ class ConversionError(ValueError):
     The message says what was wrong and what is accepted, e.g.
     "image encoding 'yuv420' is not supported; supported: rgb8, bgr8, ...".
     """
+
+
+class BagError(RuntimeError):
+    """A bag could not be opened, read or written; the message names the bag and the problem."""
