@@ -51,7 +51,7 @@ build: setup
 	@echo "colcon build: ok (log/colcon-build.txt)"
 
 test: build
-	@$(ROS_ENV) source install/setup.bash && SEG_PERCEPTION_REQUIRE_ROS=1 $(PY) -m pytest test
+	@$(ROS_ENV) set +u; source install/setup.bash; set -u; SEG_PERCEPTION_REQUIRE_ROS=1 $(PY) -m pytest test
 
 demo:
 	@echo "make demo: not available yet. The replay demo (simulate a drive, segment it, print the report)"
