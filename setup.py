@@ -1,8 +1,8 @@
 """pip install of seg_perception: the ROS-free core, the `seg-perception` command, optional engines.
 
 ROS 2 users build the same package with colcon (CMakeLists.txt); this file is for pip users and
-development. The package's .msg definitions ship as package data so that the ROS-free paths
-(rosbags) know the package's own message types without a ROS installation.
+development. The package's .msg definitions and config files ship as package data, so that the
+ROS-free paths (rosbags) know the package's own message types without a ROS installation.
 """
 from __future__ import annotations
 
@@ -13,18 +13,19 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-INTERFACES = Path("seg_perception") / "io" / "interfaces" / "seg_perception"
+DATA_FOLDERS = ("msg", "config")
 
 
-class BuildWithInterfaces(build_py):
-    """Copy msg/*.msg into the built package, where io.typestore finds them."""
+class BuildWithData(build_py):
+    """Copy the top-level msg/ and config/ into the built package (seg_perception/data/), where
+    seg_perception.resources finds them."""
 
     def run(self) -> None:
         super().run()
-        target = Path(self.build_lib) / INTERFACES / "msg"
-        target.mkdir(parents=True, exist_ok=True)
-        for msg in sorted((ROOT / "msg").glob("*.msg")):
-            shutil.copy2(msg, target / msg.name)
+        for folder in DATA_FOLDERS:
+            target = Path(self.build_lib) / "seg_perception" / "data" / folder
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(ROOT / folder, target)
 
 
 setup(
@@ -37,7 +38,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["seg_perception", "seg_perception.*"]),
     package_data={"seg_perception": ["io/interfaces/**/*.msg"]},
-    cmdclass={"build_py": BuildWithInterfaces},
+    cmdclass={"build_py": BuildWithData},
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",

@@ -86,7 +86,9 @@ def test_wheel_ships_message_definitions_and_console_command(tmp_path):
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "seg-perception = seg_perception.cli:main" in archive.read(entry_points).decode()
     for msg in (ROOT / "msg").glob("*.msg"):
-        assert f"seg_perception/io/interfaces/seg_perception/msg/{msg.name}" in names
+        assert f"seg_perception/data/msg/{msg.name}" in names
+    for config in (ROOT / "config").rglob("*.yaml"):
+        assert f"seg_perception/data/{config.relative_to(ROOT)}" in names
     assert "seg_perception/io/interfaces/event_camera_msgs/msg/EventPacket.msg" in names
     assert not any(n.startswith("seg_perception/msg/") for n in names), "a seg_perception/msg folder would clash with rosidl"
 

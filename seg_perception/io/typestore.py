@@ -3,40 +3,21 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from seg_perception.resources import PACKAGE, resource_dir
 
 INTERFACES = Path(__file__).resolve().parent / "interfaces"
-PACKAGE = "seg_perception"
-
-
-def _msg_dir_candidates() -> Iterator[Path]:
-    yield Path(__file__).resolve().parents[2] / "msg"
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        yield Path(get_package_share_directory(PACKAGE)) / "msg"
-    except (ImportError, LookupError, OSError):  # no ament index, or the package is not in it
-        pass
-    yield INTERFACES / PACKAGE / "msg"
 
 
 def own_msg_dir() -> Path:
-    """The folder holding this package's .msg files.
-
-    Looked up in a source checkout (also behind colcon's --symlink-install), then the ament
-    share folder of a colcon install, then the copy that `pip install` puts in the package.
-    """
-    tried = []
-    for folder in _msg_dir_candidates():
-        if any(folder.glob("*.msg")):
-            return folder
-        tried.append(str(folder))
-    raise FileNotFoundError(f"no {PACKAGE} .msg definitions found; looked in {tried}")
+    """The folder holding this package's .msg files (source tree, ament share or pip package)."""
+    return resource_dir("msg", "*.msg")
 
 
 def msg_definitions() -> dict[str, str]:
     """Type name → .msg text for the event-camera messages and this package's own messages."""
-    folders = [(p.parent.name, p) for p in sorted(INTERFACES.glob("*/msg")) if p.parent.name != PACKAGE]
+    folders = [(p.parent.name, p) for p in sorted(INTERFACES.glob("*/msg"))]
     folders.append((PACKAGE, own_msg_dir()))
     return {
         f"{package}/msg/{path.stem}": path.read_text(encoding="utf-8")
