@@ -30,11 +30,12 @@ $(VENV)/.debian:
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-$(VENV)/.python: requirements/base.txt requirements/dev.txt | $(VENV)/.debian
+$(VENV)/.python: requirements/base.txt requirements/dev.txt setup.py | $(VENV)/.debian
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is needed (ROS 2 Kilted wheels are cp311); found " + sys.version.split()[0] + " at $(PYTHON). Set PYTHON=/path/to/python3.11.")'
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0 -r requirements/base.txt -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.ros: requirements/ros.txt tools/relocate_ros_wheels.py $(VENV)/.python
