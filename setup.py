@@ -22,7 +22,7 @@ class BuildWithData(build_py):
 
     def run(self) -> None:
         super().run()
-        for folder in DATA_FOLDERS:
+        for folder in (f for f in DATA_FOLDERS if (ROOT / f).is_dir()):
             target = Path(self.build_lib) / "seg_perception" / "data" / folder
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(ROOT / folder, target)
