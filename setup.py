@@ -44,6 +44,7 @@ setup(
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
         "pyyaml>=6",
+        "numba>=0.60",
     ],
     extras_require={
         "torch": ["torch>=2.2"],

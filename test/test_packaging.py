@@ -17,6 +17,7 @@ ROSDEP_KEYS = {
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
     "yaml": "python3-yaml",
+    "numba": "python3-numba",
     "rosbags": "python3-rosbags-pip",
     "rclpy": "rclpy",
     "ament_index_python": "ament_index_python",
