@@ -14,7 +14,7 @@ from numba import njit
 from seg_perception.io.camera import CameraModel
 
 from .raycast import Hits, RayGrid, Rects, cast
-from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, sample_grid
+from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, bilinear_channel, ground_class_at
 from .scenarios import Scenario
 from .shadows import ShadowMap
 
@@ -35,19 +35,9 @@ def optical_rays(model: CameraModel) -> np.ndarray:
     return rays.reshape(height, width, 3).astype(np.float32)
 
 
-@njit(cache=True, inline="always")
-def _bilinear(surface, gx, gy, channel):
-    rows, cols = surface.shape[0], surface.shape[1]
-    gx = min(max(gx, 0.0), cols - 1.000001)
-    gy = min(max(gy, 0.0), rows - 1.000001)
-    i, j = int(gy), int(gx)
-    fy, fx = gy - i, gx - j
-    return ((surface[i, j, channel] * (1 - fx) + surface[i, j + 1, channel] * fx) * (1 - fy)
-            + (surface[i + 1, j, channel] * (1 - fx) + surface[i + 1, j + 1, channel] * fx) * fy)
-
-
 @njit(cache=True)
-def _terrain_newton(origins, directions, surface, x0, y0, resolution, iterations, max_range, t_out, normal_out):
+def _terrain_newton(origins, directions, surface, x0, y0, resolution, iterations, max_range, ground, t_out,
+                    normal_out, cls_out):
     """Newton iterations on f(t) = o_z + t d_z - h(o_xy + t d_xy) per ray; writes hits closer than t_out."""
     rows, cols = directions.shape[0], directions.shape[1]
     for r in range(rows):
@@ -56,25 +46,24 @@ def _terrain_newton(origins, directions, surface, x0, y0, resolution, iterations
             if dz >= 0.03:  # gentle terrain never rises into rays pointing clearly upwards
                 continue
             ox, oy, oz = origins[r, c, 0], origins[r, c, 1], origins[r, c, 2]
-            h0 = _bilinear(surface, (ox - x0) / resolution, (oy - y0) / resolution, 0)
+            h0 = bilinear_channel(surface, (ox - x0) / resolution, (oy - y0) / resolution, 0)
             t = (oz - h0) / max(-dz, 1e-3) if dz < -1e-3 else max_range
             t = min(max(t, 0.0), max_range)
-            for _ in range(iterations + 1):
+            f, sx, sy = np.inf, 0.0, 0.0
+            for step in range(iterations + 1):
                 gx, gy = (ox + t * dx - x0) / resolution, (oy + t * dy - y0) / resolution
-                h = _bilinear(surface, gx, gy, 0)
-                sx, sy = _bilinear(surface, gx, gy, 1), _bilinear(surface, gx, gy, 2)
-                f = oz + t * dz - h
-                slope = min(dz - (sx * dx + sy * dy), -1e-4)
-                t_next = min(max(t - f / slope, 0.0), max_range)
-                if abs(f) < 0.002 or _ == iterations:
+                sx, sy = bilinear_channel(surface, gx, gy, 1), bilinear_channel(surface, gx, gy, 2)
+                f = oz + t * dz - bilinear_channel(surface, gx, gy, 0)
+                if abs(f) < 0.002 or step == iterations:
                     break
-                t = t_next
+                t = min(max(t - f / min(dz - (sx * dx + sy * dy), -1e-4), 0.0), max_range)
             if abs(f) < 0.02 and 0.0 < t < max_range and t < t_out[r, c]:
                 t_out[r, c] = t
                 norm = math.sqrt(sx * sx + sy * sy + 1.0)
                 normal_out[r, c, 0] = -sx / norm
                 normal_out[r, c, 1] = -sy / norm
                 normal_out[r, c, 2] = 1.0 / norm
+                cls_out[r, c] = ground_class_at(ground, ox + t * dx, oy + t * dy)
 
 
 def terrain_hits(grid: RayGrid, terrain: Terrain, iterations: int = 8) -> Hits:
@@ -83,12 +72,8 @@ def terrain_hits(grid: RayGrid, terrain: Terrain, iterations: int = 8) -> Hits:
     origins = np.broadcast_to(grid.origins, grid.directions.shape)
     _terrain_newton(origins, grid.directions, terrain.surface, float(terrain.grid_origin[0]),
                     float(terrain.grid_origin[1]), float(terrain.grid_resolution), iterations, MAX_TERRAIN_RANGE,
-                    hits.t, hits.normal)
-    hit = np.isfinite(hits.t)
-    points = origins[hit] + grid.directions[hit] * hits.t[hit, None]
-    cls = terrain.ground_class(points[:, 0], points[:, 1])
-    hits.cls[hit] = cls
-    hits.material[hit] = _GROUND_LUT[cls]
+                    terrain.ground_fields(), hits.t, hits.normal, hits.cls)
+    hits.material[...] = _GROUND_LUT[hits.cls]
     return hits
 
 
@@ -201,58 +186,129 @@ class Lighting:
     headlight_direction: np.ndarray  # (3,) unit, map frame
 
 
-def _texture(scene: Scene, points: np.ndarray, normal: np.ndarray, material: np.ndarray) -> np.ndarray:
-    """Procedural texture in [-1, 1]: planar mapping on the ground, cylindrical-ish on walls."""
-    scale = TEXTURE_SCALE[material] * 16.0  # texture cells per metre (the noise tile spans 16 cells)
-    flat = np.abs(normal[..., 2]) > 0.7
-    u = np.where(flat, points[..., 0], points[..., 0] * 0.7 + points[..., 1] * 0.7) * scale
-    v = np.where(flat, points[..., 1], points[..., 2]) * scale
-    return sample_grid(scene.terrain.edge_noise, u, v, wrap=True)
+# Per-pixel shading is compiled (numba): written with numpy it was ~25 array temporaries per pixel
+# and dominated the frame time.
+_TINT_HASH = 2654435761  # Knuth's multiplicative hash, for a stable per-instance brightness variation
 
 
-def _tint(instance: np.ndarray) -> np.ndarray:
-    """A stable per-instance brightness variation in [0.8, 1.2]."""
-    return 0.8 + 0.4 * ((instance.astype(np.uint32) * 2654435761) % 1000 / 1000.0).astype(np.float32)
+@njit(cache=True, inline="always")
+def _noise(tile, u, v):
+    """Bilinear lookup in a tileable noise texture, wrapping around."""
+    size = tile.shape[0]
+    u, v = u % size, v % size
+    i, j = int(v), int(u)
+    fy, fx = v - i, u - j
+    i1, j1 = (i + 1) % size, (j + 1) % size
+    return (tile[i, j] * (1 - fx) + tile[i, j1] * fx) * (1 - fy) + (tile[i1, j] * (1 - fx) + tile[i1, j1] * fx) * fy
+
+
+@njit(cache=True)
+def _shade(t, material, instance, normal, directions, origin, tile, albedo_table, texture_table, scale_table,
+           temperature_table, heating_table, emissivity_table, sun, sun_irradiance, sun_color, sky_ambient,
+           sky_zenith, sky_horizon, fog_color, visibility, headlight_position, headlight_direction, headlights,
+           shadow_depth, shadow_lo, shadow_basis, shadow_resolution, shadow_bias, air_k, sky_k, thermal_heating,
+           rgb_out, kelvin_out, want_thermal):
+    rows, cols = t.shape
+    sun_up = sun_irradiance > 0.0 and sun[2] > 0.0
+    sky_mean = (sky_zenith[0] + sky_zenith[1] + sky_zenith[2] + sky_horizon[0] + sky_horizon[1] + sky_horizon[2]) / 6.0
+    fog_level = sky_ambient + 0.3 * sun_irradiance + 0.002
+    for r in range(rows):
+        for c in range(cols):
+            dx, dy, dz = directions[r, c, 0], directions[r, c, 1], directions[r, c, 2]
+            elevation = min(max(dz, 0.0), 1.0)
+            distance = t[r, c]
+            if not math.isfinite(distance):  # sky
+                glow = 0.0
+                if sun[2] > -0.1:
+                    glow = max(dx * sun[0] + dy * sun[1] + dz * sun[2], 0.0) ** 64 * 2.0
+                for k in range(3):
+                    rgb_out[r, c, k] = sky_horizon[k] * (1 - elevation) + sky_zenith[k] * elevation + glow * sun_color[k]
+                if want_thermal:
+                    kelvin_out[r, c] = sky_k + (air_k - sky_k) * (1 - elevation) ** 4
+                continue
+            m = material[r, c]
+            nx, ny, nz = normal[r, c, 0], normal[r, c, 1], normal[r, c, 2]
+            px, py, pz = origin[0] + dx * distance, origin[1] + dy * distance, origin[2] + dz * distance
+            scale = scale_table[m] * 16.0  # texture cells per metre; the tile spans 16 cells per period
+            if abs(nz) > 0.7:
+                texture = _noise(tile, px * scale, py * scale)
+            else:
+                texture = _noise(tile, (0.7 * px + 0.7 * py) * scale, pz * scale)
+            tint = 1.0
+            if instance[r, c] > 0:
+                tint = 0.8 + 0.4 * (((instance[r, c] * _TINT_HASH) & 0xFFFFFFFF) % 1000) / 1000.0
+            lit = 1.0
+            if sun_up and shadow_depth.shape[0] > 1:
+                a = px * shadow_basis[0, 0] + py * shadow_basis[0, 1] + pz * shadow_basis[0, 2]
+                b = px * shadow_basis[1, 0] + py * shadow_basis[1, 1] + pz * shadow_basis[1, 2]
+                depth = px * shadow_basis[2, 0] + py * shadow_basis[2, 1] + pz * shadow_basis[2, 2]
+                i = int(round((b - shadow_lo[1]) / shadow_resolution))
+                j = int(round((a - shadow_lo[0]) / shadow_resolution))
+                if 0 <= i < shadow_depth.shape[0] and 0 <= j < shadow_depth.shape[1]:
+                    if shadow_depth[i, j] > depth + shadow_bias:
+                        lit = 0.0
+            lambert = max(nx * sun[0] + ny * sun[1] + nz * sun[2], 0.0) * lit if sun_up else 0.0
+            ambient = sky_ambient * (0.6 + 0.4 * nz) * 0.5 / max(sky_mean, 1e-6)
+            lamp = 0.0
+            if headlights > 0.0:
+                lx, ly, lz = headlight_position[0] - px, headlight_position[1] - py, headlight_position[2] - pz
+                lamp_distance = math.sqrt(lx * lx + ly * ly + lz * lz)
+                inv = 1.0 / max(lamp_distance, 1e-3)
+                lx, ly, lz = lx * inv, ly * inv, lz * inv
+                on_axis = -(lx * headlight_direction[0] + ly * headlight_direction[1] + lz * headlight_direction[2])
+                cone = min(max((on_axis - 0.8) / 0.2, 0.0), 1.0) ** 1.5
+                facing = max(nx * lx + ny * ly + nz * lz, 0.0)
+                lamp = headlights * 100.0 * cone * facing / max(lamp_distance, 1.0) ** 2
+            transmittance = math.exp(-distance * 3.0 / visibility)
+            lamp_color = (1.0, 0.97, 0.9)
+            for k in range(3):
+                albedo = albedo_table[m, k] * (1.0 + texture_table[m] * 0.6 * texture) * tint
+                sky_k_color = 0.5 * (sky_zenith[k] + sky_horizon[k])
+                irradiance = sun_irradiance * lambert * sun_color[k] + ambient * sky_k_color + lamp * lamp_color[k]
+                rgb_out[r, c, k] = albedo * irradiance * transmittance + fog_color[k] * fog_level * (1 - transmittance)
+            if want_thermal:
+                exposure = lambert if sun_up else 0.6  # at night: heat stored during the day
+                surface = (air_k + temperature_table[m] + heating_table[m] * thermal_heating * exposure
+                           + 0.6 * texture_table[m] * texture + (tint - 1.0) * 3.0)
+                sky = sky_k + (air_k - sky_k) * (1 - elevation) ** 4
+                e = emissivity_table[m]
+                apparent = (e * surface ** 4 + (1 - e) * sky ** 4) ** 0.25
+                thermal_transmittance = math.exp(-distance * 3.0 / (visibility * 8.0))
+                kelvin_out[r, c] = apparent * thermal_transmittance + air_k * (1 - thermal_transmittance)
+
+
+_NO_SHADOW = (np.zeros((1, 1), np.float32), np.zeros(2), np.eye(3), 1.0, 0.0)
+
+
+def shade(scene: Scene, cam: CameraView, lighting: Lighting, thermal: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Linear RGB radiance (H, W, 3) before the camera's exposure and noise, and (if `thermal`) the
+    apparent LWIR temperature (H, W) in kelvin: materials, sun and shadows, sky light, headlights,
+    haze and fog, emissivity."""
+    sc = lighting.scenario
+    shadow = lighting.shadows
+    shadow_args = _NO_SHADOW if shadow is None or shadow.depth is None else (
+        shadow.depth, shadow.lo.astype(np.float64), shadow.basis, float(shadow.resolution), float(shadow.bias))
+    rgb = np.empty(cam.hits.t.shape + (3,), np.float32)
+    kelvin = np.empty(cam.hits.t.shape, np.float32) if thermal else np.empty((1, 1), np.float32)
+    f64 = lambda v: np.asarray(v, np.float64)  # noqa: E731
+    _shade(cam.hits.t, cam.hits.material, cam.hits.instance.astype(np.int64), cam.hits.normal, cam.directions,
+           f64(cam.origin), scene.terrain.edge_noise, ALBEDO, TEXTURE, TEXTURE_SCALE, TEMPERATURE, SUN_HEATING,
+           EMISSIVITY, f64(sc.sun_direction()), float(sc.sun_irradiance), f64(sc.sun_color), float(sc.sky_ambient),
+           f64(sc.sky_zenith), f64(sc.sky_horizon), f64(sc.fog_color), float(sc.visibility_m),
+           f64(lighting.headlight_position), f64(lighting.headlight_direction), float(sc.headlights),
+           *shadow_args, float(sc.air_temperature_k), float(sc.sky_temperature_k), float(sc.thermal_heating),
+           rgb, kelvin, thermal)
+    return rgb, (kelvin if thermal else None)
 
 
 def radiance(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray:
     """Linear RGB radiance (H, W, 3) seen by each pixel, before the camera's exposure and noise."""
-    sc = lighting.scenario
-    hits = cam.hits
-    hit = np.isfinite(hits.t)
-    points = cam.points()
-    n = hits.normal
-    material = hits.material
-    albedo = ALBEDO[material] * (1.0 + TEXTURE[material, None] * 0.6 * _texture(scene, points, n, material)[..., None])
-    albedo *= np.where(hits.instance > 0, _tint(hits.instance), 1.0)[..., None]
-    sun = sc.sun_direction()
-    irradiance = np.zeros(hits.t.shape + (3,), np.float32)
-    if sc.sun_irradiance > 0 and sun[2] > 0:
-        lambert = np.clip(n @ sun.astype(np.float32), 0, None)
-        lit = lighting.shadows.lit(points) if lighting.shadows is not None else 1.0
-        irradiance += (sc.sun_irradiance * lambert * lit)[..., None] * np.float32(sc.sun_color)
-    sky = 0.5 * (np.float32(sc.sky_zenith) + np.float32(sc.sky_horizon))
-    irradiance += (sc.sky_ambient * (0.6 + 0.4 * n[..., 2]))[..., None] * sky / max(sky.mean(), 1e-6) * 0.5
-    if sc.headlights > 0:
-        to_lamp = lighting.headlight_position - points
-        distance = np.linalg.norm(to_lamp, axis=-1)
-        to_lamp /= np.maximum(distance, 1e-3)[..., None]
-        on_axis = np.clip(-(to_lamp @ lighting.headlight_direction.astype(np.float32)), 0, None)
-        cone = np.clip((on_axis - 0.8) / 0.2, 0, 1) ** 1.5
-        facing = np.clip(np.einsum("...k,...k->...", n, to_lamp), 0, None)
-        irradiance += (sc.headlights * 100.0 * cone * facing / np.maximum(distance, 1.0) ** 2)[..., None] * np.float32((1.0, 0.97, 0.9))
-    color = albedo * irradiance
-    # Sky: a vertical gradient with a glow around the sun.
-    elevation = np.clip(cam.directions[..., 2], 0, 1)[..., None]
-    sky_color = np.float32(sc.sky_horizon) * (1 - elevation) + np.float32(sc.sky_zenith) * elevation
-    if sun[2] > -0.1:
-        glow = np.clip(cam.directions @ sun.astype(np.float32), 0, 1) ** 64
-        sky_color = sky_color + glow[..., None] * np.float32(sc.sun_color) * 2.0
-    color = np.where(hit[..., None], color, sky_color)
-    # Haze and fog: extinction 3 / visibility (5 % contrast at the visibility distance).
-    transmittance = np.exp(-np.where(hit, hits.t, np.inf) * (3.0 / sc.visibility_m))[..., None]
-    fog = np.float32(sc.fog_color) * (sc.sky_ambient + 0.3 * sc.sun_irradiance + 0.002)
-    return np.where(hit[..., None], color * transmittance + fog * (1 - transmittance), sky_color).astype(np.float32)
+    return shade(scene, cam, lighting, thermal=False)[0]
+
+
+def temperature(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray:
+    """Apparent LWIR temperature (H, W), kelvin."""
+    return shade(scene, cam, lighting, thermal=True)[1]
 
 
 def expose(linear: np.ndarray, scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
@@ -267,30 +323,6 @@ def expose(linear: np.ndarray, scenario: Scenario, rng: np.random.Generator) -> 
 
 def luminance(linear: np.ndarray) -> np.ndarray:
     return linear @ np.float32((0.2126, 0.7152, 0.0722))
-
-
-def temperature(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray:
-    """Apparent LWIR temperature (H, W), kelvin: material temperature, sun heating, emissivity, atmosphere."""
-    sc = lighting.scenario
-    hits = cam.hits
-    hit = np.isfinite(hits.t)
-    material = hits.material
-    points = cam.points()
-    sun = sc.sun_direction()
-    if sc.sun_irradiance > 0 and sun[2] > 0:
-        lit = lighting.shadows.lit(points) if lighting.shadows is not None else 1.0
-        exposure = np.clip(hits.normal @ sun.astype(np.float32), 0, None) * lit
-    else:
-        exposure = np.float32(0.6)  # heat stored during the day, released at night
-    surface = (sc.air_temperature_k + TEMPERATURE[material] + SUN_HEATING[material] * sc.thermal_heating * exposure
-               + 0.6 * TEXTURE[material] * _texture(scene, points, hits.normal, material)
-               + np.where(hits.instance > 0, (_tint(hits.instance) - 1.0) * 3.0, 0.0))
-    sky = sc.sky_temperature_k + (sc.air_temperature_k - sc.sky_temperature_k) * (1 - np.clip(cam.directions[..., 2], 0, 1)) ** 4
-    e = EMISSIVITY[material]
-    apparent = (e * surface ** 4 + (1 - e) * sky ** 4) ** 0.25
-    transmittance = np.exp(-np.where(hit, hits.t, np.inf) * (3.0 / (sc.visibility_m * 8.0)))
-    observed = apparent * transmittance + sc.air_temperature_k * (1 - transmittance)
-    return np.where(hit, observed, sky).astype(np.float32)
 
 
 def thermal_counts(kelvin: np.ndarray, fixed_pattern: np.ndarray, rng: np.random.Generator) -> np.ndarray:

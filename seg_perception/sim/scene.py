@@ -2,10 +2,12 @@
 vehicles and people, placed along a smooth path that the ego vehicle drives."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit
 
 from .raycast import BOX, CYLINDER, ELLIPSOID, PRIMITIVE_DTYPE
 
@@ -55,12 +57,11 @@ GROUND_MATERIAL = {ROAD: MATERIAL_ID["asphalt"], TRAIL: MATERIAL_ID["dirt"], GRA
                    MUD_WATER: MATERIAL_ID["water"]}
 
 
-def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray, border: float | None = None,
-                nearest: bool = False, wrap: bool = False) -> np.ndarray:
-    """Bilinear (or nearest) lookup of `grid` at fractional cell coordinates of any shape.
+def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray, border: float | None = None) -> np.ndarray:
+    """Bilinear lookup of `grid` at fractional cell coordinates of any shape.
 
-    `border` fills outside the grid (None: the edge value; `wrap`: tile the grid). cv2.remap is
-    used for speed; it caps map dimensions at 32767, so coordinates are laid out in rows of 4096.
+    `border` fills outside the grid (None: the edge value). cv2.remap is used for speed; it caps
+    map dimensions at 32767, so coordinates are laid out in rows of 4096.
     """
     shape = np.shape(gx)
     channels = grid.shape[2:]
@@ -70,14 +71,8 @@ def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray, border: float 
     my = np.zeros(rows * 4096, np.float32)
     mx[:n] = np.ravel(gx)
     my[:n] = np.ravel(gy)
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    if wrap:
-        mode, value = cv2.BORDER_WRAP, 0.0
-    elif border is None:
-        mode, value = cv2.BORDER_REPLICATE, 0.0
-    else:
-        mode, value = cv2.BORDER_CONSTANT, border
-    out = cv2.remap(grid, mx.reshape(rows, 4096), my.reshape(rows, 4096), interpolation,
+    mode, value = (cv2.BORDER_REPLICATE, 0.0) if border is None else (cv2.BORDER_CONSTANT, border)
+    out = cv2.remap(grid, mx.reshape(rows, 4096), my.reshape(rows, 4096), cv2.INTER_LINEAR,
                     borderMode=mode, borderValue=value)
     return out.reshape((-1,) + channels)[:n].reshape(shape + channels)
 
@@ -128,21 +123,71 @@ class Terrain:
         surface = self.surface_at(x, y)
         return surface[..., 1], surface[..., 2]
 
-    def noise(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        scale = self.edge_noise.shape[0] / 16.0
-        return sample_grid(self.edge_noise, np.asarray(x) * scale, np.asarray(y) * scale, wrap=True)
-
     def path_distance_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return sample_grid(self.path_distance, *self._cells(x, y), border=1e3)
 
+    def ground_fields(self) -> tuple:
+        """What `ground_class_at` needs, for compiled code."""
+        return (self.path_distance, self.puddle_sdf, self.edge_noise, float(self.grid_origin[0]),
+                float(self.grid_origin[1]), float(self.grid_resolution), float(self.path_half_width),
+                int(self.path_class))
+
     def ground_class(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground class id at (x, y): the path, puddles, or grass."""
-        gx, gy = self._cells(x, y)
-        wobble = self.noise(x, y)
-        labels = np.full(np.shape(x), GRASS, np.uint8)
-        labels[sample_grid(self.path_distance, gx, gy, 1e3) < self.path_half_width + 0.35 * wobble] = self.path_class
-        labels[sample_grid(self.puddle_sdf, gx, gy, 1e3) + 0.25 * wobble < 0] = MUD_WATER
-        return labels
+        x, y = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
+        out = np.empty(x.shape, np.uint8)
+        _ground_classes(x.ravel(), y.ravel(), self.ground_fields(), out.reshape(-1))
+        return out
+
+
+@njit(cache=True, inline="always")
+def _cell(rows, cols, gx, gy):
+    gx = min(max(gx, 0.0), cols - 1.000001)
+    gy = min(max(gy, 0.0), rows - 1.000001)
+    i, j = int(gy), int(gx)
+    return i, j, gy - i, gx - j
+
+
+@njit(cache=True, inline="always")
+def bilinear(grid, gx, gy, outside):
+    """Bilinear lookup of a 2-D grid at fractional cell (gx, gy); `outside` beyond the grid."""
+    rows, cols = grid.shape
+    if not (0.0 <= gx <= cols - 1 and 0.0 <= gy <= rows - 1):
+        return outside
+    i, j, fy, fx = _cell(rows, cols, gx, gy)
+    return (grid[i, j] * (1 - fx) + grid[i, j + 1] * fx) * (1 - fy) + (grid[i + 1, j] * (1 - fx) + grid[i + 1, j + 1] * fx) * fy
+
+
+@njit(cache=True, inline="always")
+def bilinear_channel(grid, gx, gy, channel):
+    """Bilinear lookup of grid[..., channel] at fractional cell (gx, gy), clamped to the edge."""
+    i, j, fy, fx = _cell(grid.shape[0], grid.shape[1], gx, gy)
+    return ((grid[i, j, channel] * (1 - fx) + grid[i, j + 1, channel] * fx) * (1 - fy)
+            + (grid[i + 1, j, channel] * (1 - fx) + grid[i + 1, j + 1, channel] * fx) * fy)
+
+
+@njit(cache=True, inline="always")
+def ground_class_at(fields, x, y):
+    """The ground class at map (x, y) from `Terrain.ground_fields()`: path, puddle or grass."""
+    path_distance, puddle_sdf, noise, x0, y0, resolution, half_width, path_class = fields
+    size = noise.shape[0]
+    u, v = (x * size / 16.0) % size, (y * size / 16.0) % size  # the noise tile repeats every 16 m
+    i, j = int(v), int(u)
+    fy, fx = v - i, u - j
+    i1, j1 = (i + 1) % size, (j + 1) % size
+    wobble = (noise[i, j] * (1 - fx) + noise[i, j1] * fx) * (1 - fy) + (noise[i1, j] * (1 - fx) + noise[i1, j1] * fx) * fy
+    gx, gy = (x - x0) / resolution, (y - y0) / resolution
+    if bilinear(puddle_sdf, gx, gy, 1e3) + 0.25 * wobble < 0:
+        return MUD_WATER
+    if bilinear(path_distance, gx, gy, 1e3) < half_width + 0.35 * wobble:
+        return path_class
+    return GRASS
+
+
+@njit(cache=True)
+def _ground_classes(xs, ys, fields, out):
+    for k in range(xs.size):
+        out[k] = ground_class_at(fields, xs[k], ys[k])
 
 
 @dataclass

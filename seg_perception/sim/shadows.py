@@ -2,7 +2,7 @@
 
 Computed once per scene and sun direction: each cell of a grid across the sun's rays stores how
 far towards the sun the first static object along that ray is. A point is in shadow when an
-object sits further sunwards on its ray. Moving objects (people, vehicles) cast no shadows, and
+object sits further sunwards on its ray (looked up by the compiled shader in render.py). Moving objects (people, vehicles) cast no shadows, and
 the terrain does not shadow itself (it is gentle).
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .raycast import RayGrid, Rects, cast
-from .scene import sample_grid
 
 
 class ShadowMap:
@@ -51,12 +50,3 @@ class ShadowMap:
                 (rows, cols),
             )
         return rects
-
-    def lit(self, points: np.ndarray) -> np.ndarray:
-        """1.0 where the sun reaches `points` (..., 3), 0.0 in shadow."""
-        if self.depth is None:
-            return np.ones(points.shape[:-1], np.float32)
-        coords = points @ self.basis.T.astype(np.float32)
-        occluder = sample_grid(self.depth, (coords[..., 0] - self.lo[0]) / self.resolution,
-                               (coords[..., 1] - self.lo[1]) / self.resolution, border=-np.inf, nearest=True)
-        return (occluder <= coords[..., 2] + self.bias).astype(np.float32)

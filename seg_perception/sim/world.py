@@ -12,7 +12,7 @@ from seg_perception.io.events import EVENT_DTYPE
 
 from .events import EventSensorConfig, EventSimulator, log_intensity
 from .lidar import LidarScan, scan
-from .render import Lighting, expose, luminance, optical_rays, radiance, temperature, thermal_counts, view
+from .render import Lighting, expose, luminance, optical_rays, radiance, shade, thermal_counts, view
 from .rig import RigSpec, Trajectory
 from .scenarios import SCENARIOS, get_scenario
 from .scene import KINDS, generate_scene
@@ -101,9 +101,8 @@ class World:
         """rgb8, thermal counts, depth and labels at `time_s`."""
         pose = self.trajectory.pose(time_s)
         cam = view(self.scene, self.models.camera, self.models.rays["camera"], pose @ self.T_base_camera, time_s)
-        lighting = self._lighting(pose)
-        rgb = expose(radiance(self.scene, cam, lighting), self.scenario, rng)
-        kelvin = temperature(self.scene, cam, lighting)
+        linear, kelvin = shade(self.scene, cam, self._lighting(pose))
+        rgb = expose(linear, self.scenario, rng)
         counts = thermal_counts(kelvin, self.thermal_pattern, rng)
         width, height = self.models.thermal.image_size
         thermal = cv2.resize(counts, (width, height), interpolation=cv2.INTER_AREA)
