@@ -45,6 +45,7 @@ setup(
         "rosbags>=0.10",
         "pyyaml>=6",
         "numba>=0.60",
+        "tqdm>=4.60",
     ],
     extras_require={
         "torch": ["torch>=2.2"],

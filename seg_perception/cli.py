@@ -1,10 +1,104 @@
-"""The `seg-perception` command."""
+"""The `seg-perception` command: one subcommand per task, each importing what it needs when it runs."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from seg_perception import __version__
+
+
+class _LazyChoices:
+    """The choices of an option, read from the package only when an argument is checked or help is shown,
+    so that building the parser imports nothing heavy."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ `minimum`."""
+    wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; {wanted} expected") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is invalid; {wanted} expected")
+        return value
+
+    return parse
+
+
+def _new_path(text: str) -> Path:
+    path = Path(text)
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{path} already exists; choose a new path or delete it")
+    return path
+
+
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "simulate",
+        help="write a synthetic multi-modal drive (RGB, thermal, events, LiDAR, TF, ground truth) as a rosbag2",
+        description="Render a drive through a procedural world and write it as a rosbag2 with standard messages "
+                    "on conventional topics (see seg_perception.sim.bag for the topic table).",
+    )
+    parser.add_argument("--out", type=_new_path, required=True, help="bag folder to create (must not exist)")
+    parser.add_argument("--frames", type=_int_at_least(1), default=20, help="camera frames at 10 Hz (default: 20)")
+    # An explicit metavar: argparse would otherwise read the choices while building the parser.
+    parser.add_argument("--scenario", choices=_LazyChoices("seg_perception.sim", "SCENARIOS"), default="day",
+                        metavar="SCENARIO", help="lighting and weather: %(choices)s (default: %(default)s)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="scene and drive; same seed, same bag (default: 0)")
+    parser.add_argument("--storage", choices=_LazyChoices("seg_perception.io.bags", "STORAGES"), default="mcap",
+                        metavar="STORAGE", help="rosbag2 storage: %(choices)s (default: %(default)s)")
+    parser.add_argument("--kind", choices=_LazyChoices("seg_perception.sim", "KINDS"), default=None, metavar="KIND",
+                        help="scene kind: %(choices)s (default: alternates with the seed)")
+    parser.add_argument("--no-lidar", dest="lidar", action="store_false", help="skip /lidar/points and /lidar/labels")
+    parser.add_argument("--no-events", dest="events", action="store_false", help="skip /events and /events/camera_info")
+    parser.add_argument("--compress", action="store_true",
+                        help="RGB as jpeg on /camera/image_raw/compressed instead of rgb8 on /camera/image_raw "
+                             "(default: raw rgb8)")
+    parser.add_argument("--no-zstd", dest="zstd", action="store_false",
+                        help="write the bag without zstd compression (default: zstd, lossless)")
+    parser.add_argument("--preview", type=Path, metavar="PNG",
+                        help="also write a contact sheet: every modality of the middle frame, one row per scenario")
+    parser.set_defaults(run=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from seg_perception.sim import World
+    from seg_perception.sim.bag import write_bag
+
+    world = World(args.seed, args.scenario, kind=args.kind)
+    summary = write_bag(args.out, world, args.frames, storage=args.storage, lidar=args.lidar, events=args.events,
+                        compress_rgb=args.compress, zstd=args.zstd, progress=True)
+    print(f"wrote {summary.path} ({summary.storage}): {summary.frames} frames, "
+          f"{summary.size_bytes / 1e6:.1f} MB, {(summary.end_ns - summary.start_ns) / 1e9:.2f} s, "
+          f"topics: {' '.join(summary.topics)}")
+    if args.preview is not None:
+        from seg_perception.sim.preview import scenario_sheet
+
+        scenario_sheet(args.seed, args.frames // 2, args.preview, kind=args.kind)
+        print(f"wrote contact sheet {args.preview}")
+    return 0
+
+
+# Each adds its subparser, whose `run` default takes the parsed arguments and returns the exit status.
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (_add_simulate,)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,12 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Semantic perception for ROS 2 robots: segment, label LiDAR, fuse voxel maps, replay and score bags.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    return 0
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status.
+
+    Invalid arguments exit with status 2 and a message, as argparse does.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 0
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ ROSDEP_KEYS = {
     "cv2": "python3-opencv",
     "yaml": "python3-yaml",
     "numba": "python3-numba",
+    "tqdm": "python3-tqdm",
     "rosbags": "python3-rosbags-pip",
     "rclpy": "rclpy",
     "ament_index_python": "ament_index_python",
@@ -37,7 +38,7 @@ ROSDEP_KEYS = {
     "launch_ros": "launch_ros",
 }
 # Optional engines and tools, installed with pip extras, not through rosdep.
-PIP_EXTRAS = {"torch", "onnx", "onnxruntime", "tensorrt", "open3d", "safetensors", "matplotlib", "tqdm", "rich"}
+PIP_EXTRAS = {"torch", "onnx", "onnxruntime", "tensorrt", "open3d", "safetensors", "matplotlib", "rich"}
 
 
 def _imported_top_level_modules() -> set[str]:

@@ -18,6 +18,7 @@ from .events import (
     packet_to_events,
 )
 from .image import array_to_image, encoding_layout, image_to_array, image_to_rgb
+from .labels import label_set_to_msg, msg_to_label_set
 from .messages import MessageFactory, RosbagsFactory, as_bytes, make_header, make_stamp, stamp_to_ns
 from .pointcloud import (
     array_to_cloud,
@@ -49,8 +50,8 @@ __all__ = [
     "array_to_image", "as_bytes", "camera_info_from_model", "camera_model_from_info", "cloud_dtype", "cloud_to_array",
     "cloud_to_columns", "cloud_to_xyz", "compressed_to_array", "default_typestore", "distort_normalized",
     "encode_evt3", "encoding_layout", "event_array_to_events", "events_to_event_array", "events_to_packet",
-    "image_to_array", "image_to_rgb", "invert_transform", "make_header", "make_stamp", "matrix_to_pose",
-    "matrix_to_quaternion", "matrix_to_transform", "matrix_to_transform_stamped", "pack_rgb", "packet_to_events",
+    "image_to_array", "image_to_rgb", "invert_transform", "label_set_to_msg", "make_header", "make_stamp", "matrix_to_pose",
+    "matrix_to_quaternion", "matrix_to_transform", "matrix_to_transform_stamped", "msg_to_label_set", "pack_rgb", "packet_to_events",
     "quaternion_to_matrix", "read_messages", "slerp", "stamp_to_ns", "transform_to_matrix", "unpack_rgb",
     "xyz_to_cloud",
 ]

@@ -35,10 +35,19 @@ class BagWriter:
     """Writes rosbags type-store messages to a new rosbag2 folder.
 
     Use as a context manager; connections are created on first write of each topic.
+
+    Args:
+        path: bag folder to create; it must not exist.
+        storage: "mcap" or "sqlite3".
+        typestore: type store to serialise with; default `default_typestore()`.
+        compress: zstd compression, lossless and read transparently by rosbags, the mcap
+            libraries and `ros2 bag`: MCAP chunk compression (as the zstd storage presets write),
+            or rosbag2's per-message compression for SQLite3.
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap", typestore: Any | None = None) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
+    def __init__(self, path: str | Path, storage: str = "mcap", typestore: Any | None = None, *,
+                 compress: bool = False) -> None:
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
         if storage not in STORAGES:
             raise BagError(f"bag storage {storage!r} is not supported; supported: {', '.join(STORAGES)}")
@@ -48,6 +57,9 @@ class BagWriter:
         self.typestore = typestore if typestore is not None else default_typestore()
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        if compress:
+            mode = CompressionMode.STORAGE if storage == "mcap" else CompressionMode.MESSAGE
+            self._writer.set_compression(mode, CompressionFormat.ZSTD)
         self._connections: dict[str, Any] = {}
 
     def __enter__(self) -> BagWriter:

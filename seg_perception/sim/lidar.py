@@ -21,7 +21,7 @@ class LidarScan:
     drivers publish them); `time_offset_ns` says when, relative to `start_ns`.
     """
 
-    start_ns: int
+    start_ns: int               # stamp of the first column, on the frames' clock
     points: np.ndarray          # (B, C, 3) float32, metres
     intensity: np.ndarray       # (B, C) float32, 0..255
     time_offset_ns: np.ndarray  # (B, C) uint32
@@ -69,8 +69,9 @@ def _lidar_rects(spec: LidarSpec, T_map_lidar_mid: np.ndarray, shape: tuple[int,
 
 
 def scan(scene: Scene, spec: LidarSpec, trajectory: Trajectory, T_base_lidar: np.ndarray, start_s: float,
-         rng: np.random.Generator) -> LidarScan:
-    """Sweep from `start_s` for one rotation period; moving objects are frozen at mid-sweep."""
+         start_ns: int, rng: np.random.Generator) -> LidarScan:
+    """Sweep from `start_s` (drive time; `start_ns` is its stamp) for one rotation period; moving
+    objects are frozen at mid-sweep."""
     period = 1.0 / spec.rate_hz
     columns, beams = spec.columns, spec.beams
     fire = start_s + np.arange(columns) * period / columns
@@ -98,5 +99,5 @@ def scan(scene: Scene, spec: LidarSpec, trajectory: Trajectory, T_base_lidar: np
     intensity = np.where(valid, np.clip(255 * reflectivity * (0.3 + 0.7 * incidence), 0, 255), 0).astype(np.float32)
     offsets = np.broadcast_to((np.arange(columns) * (period * 1e9 / columns)).astype(np.uint32), (beams, columns))
     ring = np.broadcast_to(np.arange(beams, dtype=np.uint16)[:, None], (beams, columns))
-    return LidarScan(round(start_s * 1e9), points, intensity, np.ascontiguousarray(offsets), np.ascontiguousarray(ring),
+    return LidarScan(start_ns, points, intensity, np.ascontiguousarray(offsets), np.ascontiguousarray(ring),
                      np.where(valid, hits.cls, 0).astype(np.uint8), np.where(valid, hits.instance, 0).astype(np.uint16))

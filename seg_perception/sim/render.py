@@ -14,11 +14,11 @@ from numba import njit
 from seg_perception.io.camera import CameraModel
 
 from .raycast import Hits, RayGrid, Rects, cast
-from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, bilinear_channel, ground_class_at
+from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, bilinear3, bilinear_channel, ground_class_at
 from .scenarios import Scenario
 from .shadows import ShadowMap
 
-MAX_TERRAIN_RANGE = 2000.0
+MAX_TERRAIN_RANGE = 1000.0  # beyond this haze hides the ground; far terrain is approximate anyway
 ALBEDO = np.array([m.albedo for m in MATERIALS], np.float32)
 TEXTURE = np.array([m.texture for m in MATERIALS], np.float32)
 TEXTURE_SCALE = np.array([m.texture_scale for m in MATERIALS], np.float32)
@@ -35,29 +35,80 @@ def optical_rays(model: CameraModel) -> np.ndarray:
     return rays.reshape(height, width, 3).astype(np.float32)
 
 
+@njit(cache=True, inline="always")
+def _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t):
+    """f(t): height of the ray above the ground at distance t."""
+    return oz + t * dz - bilinear_channel(surface, (ox + t * dx - x0) / resolution, (oy + t * dy - y0) / resolution, 0)
+
+
+@njit(cache=True, inline="always")
+def _newton(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t, lo, hi, approach):
+    """Refine a ground crossing from t; [lo, hi] brackets it when hi is finite. Returns (t, f)."""
+    f = np.inf
+    for _ in range(16):
+        h, sx, sy = bilinear3(surface, (ox + t * dx - x0) / resolution, (oy + t * dy - y0) / resolution)
+        f = oz + t * dz - h
+        if abs(f) < 0.001:
+            break
+        if f > 0:
+            lo = t
+        else:
+            hi = t
+        slope = dz - (sx * dx + sy * dy)
+        t_next = t - f / slope if slope < -1e-6 else np.inf
+        if math.isfinite(hi):  # bracketed: Newton if it stays inside, else bisect
+            t = t_next if lo < t_next < hi else 0.5 * (lo + hi)
+        else:  # still above ground: Newton, at most 2 m ahead, or a conservative step
+            t = t_next if t < t_next <= t + 2.0 else t + f / approach
+    return t, f
+
+
 @njit(cache=True)
-def _terrain_newton(origins, directions, surface, x0, y0, resolution, iterations, max_range, ground, t_out,
-                    normal_out, cls_out):
-    """Newton iterations on f(t) = o_z + t d_z - h(o_xy + t d_xy) per ray; writes hits closer than t_out."""
+def _terrain_march(origins, directions, surface, x0, y0, resolution, max_slope, max_height, max_range, ground,
+                   t_out, normal_out, cls_out):
+    """First crossing of each ray with the height field; writes hits closer than t_out.
+
+    Newton iterations from the crossing of the local ground plane find most hits in a few steps;
+    the result is accepted when samples along the ray before it are all above the ground.
+    Otherwise a conservative march finds the first crossing: with f(t) = o_z + t d_z - h(o_xy + t d_xy)
+    and |grad h| <= S, a step of f / (S |d_xy| - d_z) cannot pass through the ground.
+    """
     rows, cols = directions.shape[0], directions.shape[1]
     for r in range(rows):
+        previous = np.inf  # the neighbouring ray's hit: a close first guess for Newton
         for c in range(cols):
             dx, dy, dz = directions[r, c, 0], directions[r, c, 1], directions[r, c, 2]
-            if dz >= 0.03:  # gentle terrain never rises into rays pointing clearly upwards
-                continue
             ox, oy, oz = origins[r, c, 0], origins[r, c, 1], origins[r, c, 2]
-            h0 = bilinear_channel(surface, (ox - x0) / resolution, (oy - y0) / resolution, 0)
-            t = (oz - h0) / max(-dz, 1e-3) if dz < -1e-3 else max_range
-            t = min(max(t, 0.0), max_range)
-            f, sx, sy = np.inf, 0.0, 0.0
-            for step in range(iterations + 1):
-                gx, gy = (ox + t * dx - x0) / resolution, (oy + t * dy - y0) / resolution
-                sx, sy = bilinear_channel(surface, gx, gy, 1), bilinear_channel(surface, gx, gy, 2)
-                f = oz + t * dz - bilinear_channel(surface, gx, gy, 0)
-                if abs(f) < 0.002 or step == iterations:
-                    break
-                t = min(max(t - f / min(dz - (sx * dx + sy * dy), -1e-4), 0.0), max_range)
+            approach = max_slope * math.sqrt(dx * dx + dy * dy) - dz
+            if approach <= 1e-6 or (dz >= 0.0 and oz >= max_height):
+                continue  # rising faster than the ground can, or above all of it: never hits
+            limit = min(max_range, (max_height - oz) / dz + 1.0) if dz > 0.0 else max_range
+            f0 = _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, 0.0)
+            t, f = np.inf, np.inf
+            if dz < -1e-3:
+                guess = previous if previous < max_range else min(f0 / -dz, max_range)
+                t, f = _newton(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, guess, 0.0, np.inf, approach)
+                if abs(f) < 0.02 and 0.0 < t < max_range:
+                    for k in range(1, 5):
+                        if _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t * k / 5.0) < 0.0:
+                            f = np.inf  # passed through a bump first: march instead
+                            break
+                else:
+                    f = np.inf
+            if not abs(f) < 0.02:
+                t, t_before, f = 0.0, 0.0, f0
+                while f >= 0.01 and t <= limit:
+                    # Grazing rays creep towards the ground: a floor of 1 % of the range keeps them
+                    # moving (a bump thinner than that could be skipped; a crossing is bisected below).
+                    t_before, t = t, t + max(f / approach, 0.01 * t + 0.01)
+                    f = _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t)
+                if t > limit:
+                    continue
+                lo, hi = (t_before, t) if f < 0 else (t, np.inf)
+                t, f = _newton(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t, lo, hi, approach)
+            previous = t if abs(f) < 0.02 and 0.0 < t < max_range else np.inf
             if abs(f) < 0.02 and 0.0 < t < max_range and t < t_out[r, c]:
+                _, sx, sy = bilinear3(surface, (ox + t * dx - x0) / resolution, (oy + t * dy - y0) / resolution)
                 t_out[r, c] = t
                 norm = math.sqrt(sx * sx + sy * sy + 1.0)
                 normal_out[r, c, 0] = -sx / norm
@@ -66,13 +117,13 @@ def _terrain_newton(origins, directions, surface, x0, y0, resolution, iterations
                 cls_out[r, c] = ground_class_at(ground, ox + t * dx, oy + t * dy)
 
 
-def terrain_hits(grid: RayGrid, terrain: Terrain, iterations: int = 8) -> Hits:
-    """First hits of the grid's rays with the ground (Newton iterations on the height field), with ground classes."""
+def terrain_hits(grid: RayGrid, terrain: Terrain) -> Hits:
+    """First hits of the grid's rays with the ground, with ground classes."""
     hits = Hits.empty(grid.shape)
     origins = np.broadcast_to(grid.origins, grid.directions.shape)
-    _terrain_newton(origins, grid.directions, terrain.surface, float(terrain.grid_origin[0]),
-                    float(terrain.grid_origin[1]), float(terrain.grid_resolution), iterations, MAX_TERRAIN_RANGE,
-                    terrain.ground_fields(), hits.t, hits.normal, hits.cls)
+    _terrain_march(origins, grid.directions, terrain.surface, float(terrain.grid_origin[0]),
+                   float(terrain.grid_origin[1]), float(terrain.grid_resolution), terrain.max_slope,
+                   terrain.max_height, MAX_TERRAIN_RANGE, terrain.ground_fields(), hits.t, hits.normal, hits.cls)
     hits.material[...] = _GROUND_LUT[hits.cls]
     return hits
 
@@ -312,9 +363,15 @@ def temperature(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray
 
 
 def expose(linear: np.ndarray, scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
-    """Auto-exposure (gain-limited), shot and read noise, sRGB-like gamma → rgb8."""
-    luminance = float(np.mean(linear @ np.float32((0.2126, 0.7152, 0.0722))))
-    gain = float(np.clip(0.18 / max(luminance, 1e-6), 0.25, scenario.max_gain))
+    """Auto-exposure, shot and read noise, sRGB-like gamma → rgb8.
+
+    The gain brings the mean luminance to mid-grey but keeps the brightest 1 % of the image from
+    clipping (highlight metering, so headlights do not blind the camera) and never exceeds the
+    sensor's limit, which is what leaves night images dark and noisy.
+    """
+    metered = (linear[::4, ::4] @ np.float32((0.2126, 0.7152, 0.0722))).ravel()
+    gain = min(0.18 / max(float(metered.mean()), 1e-6), 0.9 / max(float(np.percentile(metered, 99)), 1e-6))
+    gain = float(np.clip(gain, 0.25, scenario.max_gain))
     signal = linear * gain
     sigma = np.sqrt(np.clip(signal, 0, None) * gain / 3000.0 + (scenario.read_noise * gain) ** 2)
     noisy = signal + rng.standard_normal(signal.shape, dtype=np.float32) * sigma

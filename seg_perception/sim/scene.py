@@ -105,6 +105,10 @@ class Terrain:
         slope_y, slope_x = np.gradient(grid, self.grid_resolution)
         # Height and slopes in one 3-channel grid: one lookup per Newton step of the ray caster.
         self.surface = np.dstack([grid, slope_x, slope_y]).astype(np.float32)
+        # Bounds how fast a ray can approach the ground (terrain ray marching); with a margin for
+        # bilinear interpolation between cells.
+        self.max_slope = float(np.hypot(slope_x, slope_y).max() * 1.1 + 0.01)
+        self.max_height = float(grid.max() + 0.01)
 
     def _cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return ((np.asarray(x) - self.grid_origin[0]) / self.grid_resolution,
@@ -167,14 +171,25 @@ def bilinear_channel(grid, gx, gy, channel):
 
 
 @njit(cache=True, inline="always")
+def bilinear3(grid, gx, gy):
+    """Bilinear lookup of the three channels of grid at fractional cell (gx, gy), clamped to the edge."""
+    i, j, fy, fx = _cell(grid.shape[0], grid.shape[1], gx, gy)
+    w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+    a, b, c, d = grid[i, j], grid[i, j + 1], grid[i + 1, j], grid[i + 1, j + 1]
+    return (a[0] * w00 + b[0] * w01 + c[0] * w10 + d[0] * w11, a[1] * w00 + b[1] * w01 + c[1] * w10 + d[1] * w11,
+            a[2] * w00 + b[2] * w01 + c[2] * w10 + d[2] * w11)
+
+
+@njit(cache=True, inline="always")
 def ground_class_at(fields, x, y):
     """The ground class at map (x, y) from `Terrain.ground_fields()`: path, puddle or grass."""
     path_distance, puddle_sdf, noise, x0, y0, resolution, half_width, path_class = fields
-    size = noise.shape[0]
-    u, v = (x * size / 16.0) % size, (y * size / 16.0) % size  # the noise tile repeats every 16 m
-    i, j = int(v), int(u)
-    fy, fx = v - i, u - j
-    i1, j1 = (i + 1) % size, (j + 1) % size
+    mask = noise.shape[0] - 1  # the tile is 2^k cells wide and repeats every 16 m
+    u, v = x * (mask + 1) / 16.0, y * (mask + 1) / 16.0
+    fu, fv = math.floor(u), math.floor(v)
+    fx, fy = u - fu, v - fv
+    j, i = int(fu) & mask, int(fv) & mask
+    j1, i1 = (j + 1) & mask, (i + 1) & mask
     wobble = (noise[i, j] * (1 - fx) + noise[i, j1] * fx) * (1 - fy) + (noise[i1, j] * (1 - fx) + noise[i1, j1] * fx) * fy
     gx, gy = (x - x0) / resolution, (y - y0) / resolution
     if bilinear(puddle_sdf, gx, gy, 1e3) + 0.25 * wobble < 0:

@@ -92,7 +92,12 @@ class World:
         return self.start_s + index * self.frame_period_s
 
     def stamp_of(self, time_s: float) -> int:
+        """Drive time (seconds) → sensor stamp (ns)."""
         return EPOCH_NS + round(time_s * 1e9)
+
+    def time_at(self, stamp_ns):
+        """Sensor stamp(s) (ns) → drive time (seconds); the inverse of `stamp_of`."""
+        return (np.asarray(stamp_ns, np.int64) - EPOCH_NS) * 1e-9
 
     def _lighting(self, pose: np.ndarray) -> Lighting:
         return Lighting(self.scenario, self.shadows, (pose @ HEADLIGHT)[:3], pose[:3, 0])
@@ -116,8 +121,8 @@ class World:
 
     def lidar_scan(self, time_s: float, rng: np.random.Generator) -> LidarScan:
         """The sweep that faces forward at `time_s` (it starts half a rotation earlier)."""
-        return scan(self.scene, self.rig.lidar, self.trajectory, self.T_base_lidar,
-                    time_s - 0.5 / self.rig.lidar.rate_hz, rng)
+        start = time_s - 0.5 / self.rig.lidar.rate_hz
+        return scan(self.scene, self.rig.lidar, self.trajectory, self.T_base_lidar, start, self.stamp_of(start), rng)
 
     def frames(self, count: int, *, lidar: bool = True, events: bool = True) -> Iterator[Frame]:
         """Frames 0 … count-1; events of frame k cover the interval since frame k-1 (frame 0: a pre-roll)."""

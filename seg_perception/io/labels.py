@@ -1,0 +1,30 @@
+"""seg_perception/LabelSet ⇄ LabelSet (the classes, names and colours a model predicts)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from seg_perception.labels import LabelClass, LabelSet
+
+from .messages import MessageFactory, RosbagsFactory, make_header
+
+
+def label_set_to_msg(label_set: LabelSet, *, stamp_ns: int = 0, factory: MessageFactory | None = None) -> Any:
+    """A seg_perception/msg/LabelSet with the classes in id order."""
+    factory = factory or RosbagsFactory()
+    classes = [factory.make("seg_perception/msg/LabelClass", id=c.id, name=c.name, color=np.array(c.color, np.uint8))
+               for c in sorted(label_set.classes, key=lambda c: c.id)]
+    return factory.make("seg_perception/msg/LabelSet", header=make_header(factory, stamp_ns), name=label_set.name,
+                        classes=classes, ignore_id=label_set.ignore_id)
+
+
+def msg_to_label_set(msg: Any) -> LabelSet:
+    """The LabelSet carried by a seg_perception/msg/LabelSet (either message world).
+
+    Raises:
+        LabelSetError: the message's classes are inconsistent (repeated ids or names, none at all).
+    """
+    classes = tuple(LabelClass(int(c.id), str(c.name), tuple(int(v) for v in np.asarray(c.color)))  # type: ignore[misc]
+                    for c in msg.classes)
+    return LabelSet(str(msg.name), classes, int(msg.ignore_id))
