@@ -83,12 +83,12 @@ def scan(scene: Scene, spec: LidarSpec, trajectory: Trajectory, T_base_lidar: np
     directions = np.einsum("cij,bcj->bci", T[:, :3, :3].astype(np.float32), local)
     origins = np.broadcast_to(T[None, :, :3, 3].astype(np.float32), (beams, columns, 3))
     grid = RayGrid(np.ascontiguousarray(origins), directions)
-    hits = terrain_hits(grid, scene.terrain)
     middle = T[columns // 2]
     travel = float(np.linalg.norm(T[-1, :3, 3] - T[0, :3, 3]))
     turn = float(np.arccos(np.clip((np.trace(T[0, :3, :3].T @ T[-1, :3, :3]) - 1) / 2, -1, 1)))
-    cast(grid, scene.primitives, start_s + period / 2,
-         _lidar_rects(spec, middle, (beams, columns), travel / 2 + 0.1, turn / 2 + 0.01), hits)
+    hits = cast(grid, scene.primitives, start_s + period / 2,
+         _lidar_rects(spec, middle, (beams, columns), travel / 2 + 0.1, turn / 2 + 0.01))
+    terrain_hits(grid, scene.terrain, hits)
 
     distance = np.where(np.isfinite(hits.t), hits.t, 0) + rng.normal(0.0, spec.range_noise, hits.t.shape).astype(np.float32)
     reflectivity = REFLECTIVITY[hits.material]

@@ -65,8 +65,9 @@ def _newton(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t, lo, hi, appr
 
 @njit(cache=True)
 def _terrain_march(origins, directions, surface, x0, y0, resolution, max_slope, max_height, max_range, ground,
-                   t_out, normal_out, cls_out):
-    """First crossing of each ray with the height field; writes hits closer than t_out.
+                   material_of, t_out, normal_out, cls_out, material_out, instance_out):
+    """First crossing of each ray with the height field; writes hits closer than t_out (rays that
+    already hit an object stop searching beyond it).
 
     Newton iterations from the crossing of the local ground plane find most hits in a few steps;
     the result is accepted when samples along the ray before it are all above the ground.
@@ -83,11 +84,15 @@ def _terrain_march(origins, directions, surface, x0, y0, resolution, max_slope, 
             if approach <= 1e-6 or (dz >= 0.0 and oz >= max_height):
                 continue  # rising faster than the ground can, or above all of it: never hits
             limit = min(max_range, (max_height - oz) / dz + 1.0) if dz > 0.0 else max_range
+            limit = min(limit, t_out[r, c])
             f0 = _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, 0.0)
             t, f = np.inf, np.inf
             if dz < -1e-3:
                 guess = previous if previous < max_range else min(f0 / -dz, max_range)
                 t, f = _newton(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, guess, 0.0, np.inf, approach)
+                if abs(f) < 0.02 and 0.0 < t < max_range and t >= t_out[r, c]:
+                    previous = t
+                    continue  # behind the object this ray already hit
                 if abs(f) < 0.02 and 0.0 < t < max_range:
                     for k in range(1, 5):
                         if _clearance(surface, x0, y0, resolution, ox, oy, oz, dx, dy, dz, t * k / 5.0) < 0.0:
@@ -114,17 +119,24 @@ def _terrain_march(origins, directions, surface, x0, y0, resolution, max_slope, 
                 normal_out[r, c, 0] = -sx / norm
                 normal_out[r, c, 1] = -sy / norm
                 normal_out[r, c, 2] = 1.0 / norm
-                cls_out[r, c] = ground_class_at(ground, ox + t * dx, oy + t * dy)
+                cls = ground_class_at(ground, ox + t * dx, oy + t * dy)
+                cls_out[r, c] = cls
+                material_out[r, c] = material_of[cls]
+                instance_out[r, c] = 0
 
 
-def terrain_hits(grid: RayGrid, terrain: Terrain) -> Hits:
-    """First hits of the grid's rays with the ground, with ground classes."""
-    hits = Hits.empty(grid.shape)
+def terrain_hits(grid: RayGrid, terrain: Terrain, hits: Hits | None = None) -> Hits:
+    """First hits of the grid's rays with the ground, with ground classes.
+
+    `hits` (e.g. of the objects, cast first so that the search stops at them) is updated in place
+    where the ground is closer; a new set when None.
+    """
+    hits = hits if hits is not None else Hits.empty(grid.shape)
     origins = np.broadcast_to(grid.origins, grid.directions.shape)
     _terrain_march(origins, grid.directions, terrain.surface, float(terrain.grid_origin[0]),
                    float(terrain.grid_origin[1]), float(terrain.grid_resolution), terrain.max_slope,
-                   terrain.max_height, MAX_TERRAIN_RANGE, terrain.ground_fields(), hits.t, hits.normal, hits.cls)
-    hits.material[...] = _GROUND_LUT[hits.cls]
+                   terrain.max_height, MAX_TERRAIN_RANGE, terrain.ground_fields(), _GROUND_LUT, hits.t, hits.normal,
+                   hits.cls, hits.material, hits.instance)
     return hits
 
 
@@ -221,8 +233,8 @@ def view(scene: Scene, model: CameraModel, rays: np.ndarray, T_map_cam: np.ndarr
     directions = rays @ R.T
     origin = T_map_cam[:3, 3].astype(np.float32)
     grid = RayGrid(origin, directions)
-    hits = terrain_hits(grid, scene.terrain)
-    cast(grid, scene.primitives, time_s, camera_rects(model, T_map_cam, max_range), hits)
+    hits = cast(grid, scene.primitives, time_s, camera_rects(model, T_map_cam, max_range))
+    terrain_hits(grid, scene.terrain, hits)
     depth = (hits.t * rays[..., 2]).astype(np.float32)
     return CameraView(hits, directions, origin, depth)
 
@@ -362,6 +374,9 @@ def temperature(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray
     return shade(scene, cam, lighting, thermal=True)[1]
 
 
+_GAMMA = ((np.arange(4096) / 4095.0) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)  # sRGB-like encoding, 12-bit in
+
+
 def expose(linear: np.ndarray, scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
     """Auto-exposure, shot and read noise, sRGB-like gamma → rgb8.
 
@@ -375,7 +390,7 @@ def expose(linear: np.ndarray, scenario: Scenario, rng: np.random.Generator) -> 
     signal = linear * gain
     sigma = np.sqrt(np.clip(signal, 0, None) * gain / 3000.0 + (scenario.read_noise * gain) ** 2)
     noisy = signal + rng.standard_normal(signal.shape, dtype=np.float32) * sigma
-    return (np.clip(noisy, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+    return _GAMMA[(np.clip(noisy, 0, 1) * (len(_GAMMA) - 1) + 0.5).astype(np.int32)]
 
 
 def luminance(linear: np.ndarray) -> np.ndarray:
