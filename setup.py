@@ -37,7 +37,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["seg_perception", "seg_perception.*"]),
-    package_data={"seg_perception": ["io/interfaces/**/*.msg"]},
+    package_data={"seg_perception": ["io/interfaces/**/*.msg", "weights/*.safetensors"]},
     cmdclass={"build_py": BuildWithData},
     install_requires=[
         "numpy>=1.24",

@@ -97,8 +97,74 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, state for --resume, summary")
+    parser.add_argument("--modalities", nargs="+", default=["rgb"], choices=("rgb", "thermal", "events"),
+                        help="inputs the model takes (default: rgb)")
+    parser.add_argument("--data", default="sim",
+                        help="'sim' (the synthetic world) or the root of an image/label folder dataset "
+                             "(Cityscapes layout or <split>/images + <split>/labels)")
+    parser.add_argument("--label-set", default="sim_offroad", help="label set name or YAML (default: sim_offroad)")
+    parser.add_argument("--label-map", default=None, help="folder datasets: label mapping YAML (name or path)")
+    parser.add_argument("--samples", type=_int_at_least(1), default=1600, help="sim: training samples (default: 1600)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="sim: cache rendered samples here")
+    parser.add_argument("--size", type=_int_at_least(16), nargs=2, default=[320, 180], metavar=("W", "H"),
+                        help="training image size (default: 320 180)")
+    parser.add_argument("--epochs", type=_int_at_least(1), default=20)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget: stop when spent (compare methods at equal training time)")
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=_int_at_least(0), default=0)
+    parser.add_argument("--workers", type=_int_at_least(0), default=0, help="data loader processes")
+    parser.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads for torch (default: all)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | None) -> object:
+    import torch
+
+    from seg_perception.training import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return TrainConfig(out=args.out, architecture=architecture, modalities=tuple(args.modalities),
+                       label_set=args.label_set, data=args.data, label_map=args.label_map,
+                       train_samples=args.samples, cache_dir=args.cache_dir, image_size=tuple(args.size),
+                       epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                       teacher=teacher, seed=args.seed, workers=args.workers, resume=args.resume)
+
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("train", help="train a teacher or a student from labels",
+                                 description="Train a segmenter from labels. Runs on the CPU or GPUs; "
+                                             "under torchrun it uses DistributedDataParallel.")
+    parser.add_argument("--arch", choices=("student", "teacher"), default="student")
+    _training_options(parser)
+    parser.set_defaults(run=lambda args: _train(_train_config(args, args.arch, None)))
+
+
+def _add_distill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("distill", help="train a student from labels and a teacher checkpoint",
+                                 description="Distil a student: labels plus the teacher's logits (KL, temperature) "
+                                             "and features (through a learned projection).")
+    parser.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (.safetensors)")
+    _training_options(parser)
+    parser.set_defaults(run=lambda args: _train(_train_config(args, "student", args.teacher)))
+
+
+def _train(config: object) -> int:
+    from seg_perception.training import train
+
+    summary = train(config)  # type: ignore[arg-type]
+    print(f"best val mIoU {summary['best_val_miou'] * 100:.1f} after {summary['steps']} steps "
+          f"({summary['elapsed_s'] / 60:.1f} min); checkpoints in {config.out}")  # type: ignore[attr-defined]
+    return 0
+
+
 # Each adds its subparser, whose `run` default takes the parsed arguments and returns the exit status.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (_add_simulate,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_simulate, _add_train, _add_distill)
 
 
 def build_parser() -> argparse.ArgumentParser:

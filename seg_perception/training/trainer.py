@@ -1,0 +1,210 @@
+"""Training and distillation: one loop for teachers and students, on the synthetic world or image folders.
+
+Deterministic for a seed; checkpoints every epoch and resumes; can stop on a wall-clock budget (so
+methods can be compared at equal training time); runs as one process on a CPU or under torchrun
+with DistributedDataParallel (gloo on CPU, nccl on GPUs).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from seg_perception.labels import load_label_set
+from seg_perception.models import (
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    modality_dropout,
+    save_checkpoint,
+    stack_inputs,
+    student_config,
+    teacher_config,
+)
+
+from .evaluate import evaluate
+from .losses import FeatureKD, cross_entropy, logit_kd, selector_loss
+
+
+@dataclass
+class TrainConfig:
+    """A training run. `teacher` set: distillation."""
+
+    out: Path
+    architecture: str = "student"
+    modalities: tuple[str, ...] = ("rgb",)
+    label_set: str = "sim_offroad"
+    data: str = "sim"                      # "sim", or the root of an image/label folder dataset
+    label_map: str | None = None           # folder datasets: label mapping YAML (name or path)
+    train_samples: int = 1600
+    val_samples: int = 128
+    image_size: tuple[int, int] = (320, 180)  # sim: (width, height) rendered; folders: resized to
+    cache_dir: Path | None = None          # sim: rendered samples are cached here
+    epochs: int = 20
+    minutes: float | None = None           # wall-clock budget; training stops when it is spent
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    teacher: Path | None = None
+    kd_temperature: float = 2.0
+    kd_weight: float = 1.0
+    feature_kd_weight: float = 0.5
+    modality_dropout: float = 0.2
+    ohem_fraction: float = 0.25
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _datasets(config: TrainConfig) -> tuple[Any, Any]:
+    if config.data == "sim":
+        # Every modality is rendered whatever the model takes, so that all models see the same
+        # samples and share one cache.
+        from seg_perception.sim.dataset import SimDataset, SimDatasetConfig
+
+        width, height = config.image_size
+        return (SimDataset("train", SimDatasetConfig(samples=config.train_samples, width=width, height=height),
+                           cache_dir=config.cache_dir),
+                SimDataset("val", SimDatasetConfig(samples=config.val_samples, width=width, height=height),
+                           cache_dir=config.cache_dir))
+    from .folders import FolderDataset, load_label_map
+
+    label_map = load_label_map(config.label_map) if config.label_map else None
+    return (FolderDataset(config.data, "train", label_map=label_map, size=config.image_size, flip=True),
+            FolderDataset(config.data, "val", label_map=label_map, size=config.image_size))
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the summary also written to `out/summary.json`."""
+    rank, world = _distributed()
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    label_set = load_label_set(config.label_set)
+    factory = student_config if config.architecture == "student" else teacher_config
+    model_config: ModelConfig = factory(label_set.num_classes, tuple(config.modalities), **config.model_overrides)
+    model = build_model(model_config)
+    teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
+    train_set, val_set = _datasets(config)
+    feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
+    parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "history": []}
+    if config.resume and (out / "state.pt").exists():
+        saved = torch.load(out / "state.pt", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if feature_kd is not None and "feature_kd" in saved:
+            feature_kd.load_state_dict(saved["feature_kd"])
+        state = json.loads(saved["state"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    generator = torch.Generator().manual_seed(config.seed + 1000 * rank)
+    budget_s = config.minutes * 60 if config.minutes else None
+    steps_per_epoch = max(1, len(train_set) // (config.batch_size * world))
+    total_steps = steps_per_epoch * config.epochs
+    best = max((h["miou"] for h in state["history"]), default=-1.0)
+    started = time.monotonic() - state["elapsed_s"]
+    for epoch in range(state["epoch"], config.epochs):
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_set))[rank::world]
+        loader = DataLoader(torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
+                            drop_last=True, num_workers=config.workers)
+        model.train()
+        losses: list[float] = []
+        progress = _progress(loader, f"{config.architecture} epoch {epoch + 1}/{config.epochs}", rank)
+        for batch in progress:
+            elapsed = time.monotonic() - started
+            if budget_s is not None and elapsed >= budget_s:
+                break
+            fraction = elapsed / budget_s if budget_s else state["step"] / total_steps
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+            loss = _step(net, model_config, batch, config, label_set.ignore_id, generator, teacher, feature_kd)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            state["step"] += 1
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        state["elapsed_s"] = time.monotonic() - started
+        state["epoch"] = epoch + 1
+        scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
+        record = {"epoch": epoch + 1, "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
+                  "train_loss": float(np.mean(losses)) if losses else None, "miou": scores["miou"],
+                  "boundary_miou": scores.get("boundary_miou")}
+        state["history"].append(record)
+        if rank == 0:
+            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best)
+            best = max(best, scores["miou"])
+            print(json.dumps(record), flush=True)
+        if budget_s is not None and state["elapsed_s"] >= budget_s:
+            break
+    summary = {"config": config.to_dict(), "model": model_config.to_dict(), "history": state["history"],
+               "best_val_miou": best, "steps": state["step"], "elapsed_s": state["elapsed_s"],
+               "parameters": sum(p.numel() for p in model.parameters())}
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: TrainConfig, ignore: int,
+          generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None) -> torch.Tensor:
+    labels = batch["labels"]
+    drop = modality_dropout(len(labels), len(model_config.modalities), config.modality_dropout, generator)
+    x, present = stack_inputs({m: batch[m] for m in model_config.modalities}, model_config, drop)
+    out = net(x, present)
+    loss = cross_entropy(out["logits"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
+    if "coarse" in out:  # student: deep supervision of the coarse head, the point head and the selector
+        loss = loss + 0.4 * cross_entropy(out["coarse"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
+        loss = loss + 0.5 * cross_entropy(out["point_logits"], labels, ignore_id=ignore,
+                                          ohem_fraction=config.ohem_fraction)
+        loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_x, teacher_present = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
+            target = teacher(teacher_x, teacher_present)
+        loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits"], config.kd_temperature, labels, ignore)
+        loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
+    return loss
+
+
+def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any], label_set: Any,
+          config: TrainConfig, scores: dict[str, Any], best: bool) -> None:
+    training = {"config": config.to_dict(), "epoch": state["epoch"], "steps": state["step"],
+                "elapsed_s": round(state["elapsed_s"], 1), "val": {k: scores[k] for k in ("miou", "boundary_miou")}}
+    model_id = f"{config.architecture}_{'_'.join(model.config.modalities)}"
+    save_checkpoint(out / "last.safetensors", model, label_set, model_id=model_id, training=training)
+    if best:
+        save_checkpoint(out / "best.safetensors", model, label_set, model_id=model_id, training=training)
+    saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": json.dumps(state)}
+    if feature_kd is not None:
+        saved["feature_kd"] = feature_kd.state_dict()
+    torch.save(saved, out / "state.pt")
+
+
+def _progress(loader: Any, description: str, rank: int) -> Any:
+    if rank != 0:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
