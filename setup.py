@@ -48,7 +48,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "torch": ["torch>=2.2"],
+        "torch": ["torch>=2.2", "safetensors>=0.4"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "tensorrt": ["tensorrt>=10", "onnx>=1.15"],
         "mapping": ["open3d>=0.18"],
