@@ -114,3 +114,41 @@ def test_train_and_distill_commands(tmp_path, capsys):
     student = load_checkpoint(tmp_path / "s" / "best.safetensors")
     assert student.config.architecture == "student" and student.config.modalities == ("rgb", "thermal")
     assert student.metadata["training"]["config"]["teacher"] == str(tmp_path / "t" / "last.safetensors")
+
+
+def test_torchrun_trains_with_distributed_data_parallel(tmp_path):
+    """Two processes on the CPU (gloo over loopback): one run, one checkpoint, the steps split between ranks."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", "29531", "-m", "seg_perception", "train", "--out", str(out), "--samples", "16",
+               "--size", "64", "48", "--epochs", "1", "--batch-size", "4", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2  # 16 samples / (batch 4 × 2 ranks)
+    assert load_checkpoint(out / "last.safetensors").config.architecture == "student"
+
+
+def test_every_shipped_checkpoint_loads_with_its_label_set():
+    from seg_perception.models import SHIPPED, shipped_weights
+
+    for name in SHIPPED:
+        checkpoint = load_checkpoint(shipped_weights(name), label_set="sim_offroad")
+        assert checkpoint.config.architecture == ("teacher" if name == "teacher" else "student")
+        assert ("thermal" in checkpoint.config.modalities) == ("thermal" in name)
+        assert checkpoint.metadata["training"]["val"]["miou"] > 0.3
+
+
+def test_distillation_from_cached_teacher_outputs_equals_the_online_teacher(tiny_run, tmp_path):
+    """Precomputed teacher outputs (float16) give the same first-step loss as running the teacher."""
+    config, _ = tiny_run
+    teacher = Path(config.out) / "last.safetensors"
+    common = dict(modalities=("rgb",), train_samples=8, val_samples=4, image_size=(96, 64), epochs=1, batch_size=4,
+                  teacher=teacher, lr=0.0)
+    online = train(TrainConfig(out=tmp_path / "online", **common))
+    cached = train(TrainConfig(out=tmp_path / "cached", cache_dir=tmp_path / "cache", **common))
+    assert any(p.name.startswith("teacher-") for p in (tmp_path / "cache").iterdir())
+    assert cached["history"][0]["train_loss"] == pytest.approx(online["history"][0]["train_loss"], rel=2e-3)

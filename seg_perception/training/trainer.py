@@ -106,6 +106,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = build_model(model_config)
     teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
     train_set, val_set = _datasets(config)
+    cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
+    precompute_s = 0.0
+    if cache_teacher and rank == 0:
+        # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
+        # outputs are computed once and read back: distillation then costs about what plain training does.
+        precompute_s = _precompute_teacher(teacher, config, train_set)
+    if world > 1:
+        torch.distributed.barrier()
+    teacher_outputs = _teacher_dir(config) if cache_teacher else None
     feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
     parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -122,6 +131,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     budget_s = config.minutes * 60 if config.minutes else None
     steps_per_epoch = max(1, len(train_set) // (config.batch_size * world))
     total_steps = steps_per_epoch * config.epochs
+    state["teacher_precompute_s"] = state.get("teacher_precompute_s", 0.0) + precompute_s
     best = max((h["miou"] for h in state["history"]), default=-1.0)
     started = time.monotonic() - state["elapsed_s"]
     for epoch in range(state["epoch"], config.epochs):
@@ -138,7 +148,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             fraction = elapsed / budget_s if budget_s else state["step"] / total_steps
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
-            loss = _step(net, model_config, batch, config, label_set.ignore_id, generator, teacher, feature_kd)
+            loss = _step(net, model_config, batch, config, label_set.ignore_id, generator, teacher, feature_kd,
+                         teacher_outputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -161,6 +172,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             break
     summary = {"config": config.to_dict(), "model": model_config.to_dict(), "history": state["history"],
                "best_val_miou": best, "steps": state["step"], "elapsed_s": state["elapsed_s"],
+               "teacher_precompute_s": state["teacher_precompute_s"],
                "parameters": sum(p.numel() for p in model.parameters())}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -168,7 +180,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: TrainConfig, ignore: int,
-          generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None) -> torch.Tensor:
+          generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None,
+          teacher_outputs: Path | None) -> torch.Tensor:
     labels = batch["labels"]
     drop = modality_dropout(len(labels), len(model_config.modalities), config.modality_dropout, generator)
     x, present = stack_inputs({m: batch[m] for m in model_config.modalities}, model_config, drop)
@@ -180,12 +193,52 @@ def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: Tr
                                           ohem_fraction=config.ohem_fraction)
         loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
     if teacher is not None:
-        with torch.no_grad():
-            teacher_x, teacher_present = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
-            target = teacher(teacher_x, teacher_present)
-        loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits"], config.kd_temperature, labels, ignore)
+        if teacher_outputs is not None:
+            target = _read_teacher(teacher_outputs, batch["index"])
+        else:
+            with torch.no_grad():
+                teacher_x, present_t = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
+                target = teacher(teacher_x, present_t)
+        loss = loss + config.kd_weight * logit_kd(out["logits"], _teacher_logits(target), config.kd_temperature,
+                                                  labels, ignore)
         loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
     return loss
+
+
+def _teacher_dir(config: TrainConfig) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(Path(config.teacher).read_bytes()).hexdigest()[:16]
+    return Path(config.cache_dir) / f"teacher-{digest}-{config.data}-{config.train_samples}-{config.image_size[0]}x{config.image_size[1]}"
+
+
+@torch.inference_mode()
+def _precompute_teacher(teacher: Any, config: TrainConfig, dataset: Any) -> float:
+    """Store the teacher's 1/4-resolution logits and 1/8 features of every training sample (float16)."""
+    from tqdm import tqdm
+
+    folder = _teacher_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    todo = [i for i in range(len(dataset)) if not (folder / f"{i:07d}.npz").exists()]
+    for index in tqdm(todo, desc="teacher outputs", leave=False, dynamic_ncols=True):
+        sample = dataset[index]
+        x, present = stack_inputs({m: sample[m][None] for m in teacher.config.modalities}, teacher.config)
+        out = teacher(x, present)
+        partial = folder / f"{index:07d}.tmp.npz"
+        np.savez(partial, logits=_teacher_logits(out)[0].half().numpy(), features=out["features"][0].half().numpy())
+        partial.replace(folder / f"{index:07d}.npz")
+    return time.monotonic() - started
+
+
+def _read_teacher(folder: Path, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    stored = [np.load(folder / f"{int(i):07d}.npz") for i in indices]
+    return {key: torch.from_numpy(np.stack([s[key] for s in stored])).float() for key in ("logits", "features")}
+
+
+def _teacher_logits(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The teacher's logits at the lowest resolution they exist at (bilinear upsampling recovers the rest)."""
+    return out.get("logits_quarter", out["logits"])
 
 
 def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any], label_set: Any,
