@@ -44,6 +44,45 @@ def latency_ms(model, modalities, k, repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def onnxruntime_latency_ms(checkpoint, threads: int, repeat: int) -> float | None:
+    """The distilled student at 640x360 through ONNX Runtime (CPU, all graph optimisations), default K."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import tempfile
+
+    model = checkpoint.model
+    x, present = stack_inputs({m: torch.rand(1, model.config.channels(m), 360, 640) for m in model.config.modalities},
+                              model.config)
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+            return self.model(x, present)["logits"]
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "student.onnx"
+        torch.onnx.export(Logits().eval(), (x, present), str(path), input_names=["x", "present"],
+                          output_names=["logits"], opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy(), "present": present.numpy()}
+        for _ in range(3):
+            session.run(None, feed)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def test_set(scenario: str, cache_dir: Path | None) -> SimDataset:
     return SimDataset("test", SimDatasetConfig(samples=TEST_SAMPLES, scenarios=((scenario, 1.0),)), cache_dir=cache_dir)
 
@@ -82,6 +121,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['row']} | {'+'.join(r['modalities'])} | {k} | {r['parameters'] / 1e6:.2f} M | "
                      f"{r['miou_day']:.1f} | {r['miou_night']:.1f} | {r['boundary_miou_day']:.1f} | "
                      f"{r['boundary_miou_night']:.1f} | {r['latency_ms_640x360']:.1f} |")
+    if meta.get("student_onnxruntime_latency_ms_640x360"):
+        lines += ["", f"The distilled student through ONNX Runtime (CPU, all graph optimisations, {meta['threads']} "
+                      f"threads, default K): {meta['student_onnxruntime_latency_ms_640x360']:.1f} ms at 640x360."]
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +146,8 @@ def main() -> None:
         rows.append(row(label, student, sets, fraction=fraction, repeat=args.repeat))
     rows.append(row("distilled student, RGB only given", student, sets, modalities=("rgb",), repeat=args.repeat))
     rows.append(row("RGB-only student", checkpoints["student_rgb"], sets, repeat=args.repeat))
-    meta = {"cpu": platform.processor() or platform.machine(), "threads": args.threads}
+    meta = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+            "student_onnxruntime_latency_ms_640x360": onnxruntime_latency_ms(student, args.threads, args.repeat)}
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(rows, meta))
     print(json.dumps({"benchmark": "models", "machine": meta, "rows": rows}, indent=2))

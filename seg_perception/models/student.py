@@ -71,7 +71,7 @@ class HardRegionStudent(nn.Module):
         n, classes = up.shape[:2]
         fine_flat, up_flat = fine.flatten(2), up.flatten(2)
         points = torch.cat([fine_flat, up_flat], dim=1)
-        k = self.default_k(height, width) if k is None else k
+        k = self.default_k(int(height), int(width)) if k is None else k
         index = torch.topk(selector.flatten(1), k, dim=1).indices  # (N, K) hardest locations
         chosen = torch.gather(points, 2, index.unsqueeze(1).expand(-1, points.shape[1], -1))
         corrected = torch.gather(up_flat, 2, index.unsqueeze(1).expand(-1, classes, -1)) + self._points(chosen)

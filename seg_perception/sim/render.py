@@ -14,7 +14,7 @@ from numba import njit
 from seg_perception.io.camera import CameraModel
 
 from .raycast import Hits, RayGrid, Rects, cast
-from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, bilinear3, bilinear_channel, ground_class_at
+from .scene import GROUND_MATERIAL, MATERIALS, Scene, Terrain, bilinear3, bilinear_channel, ground_class_at, tiled_bilinear
 from .scenarios import Scenario
 from .shadows import ShadowMap
 
@@ -254,17 +254,6 @@ class Lighting:
 _TINT_HASH = 2654435761  # Knuth's multiplicative hash, for a stable per-instance brightness variation
 
 
-@njit(cache=True, inline="always")
-def _noise(tile, u, v):
-    """Bilinear lookup in a tileable noise texture, wrapping around."""
-    size = tile.shape[0]
-    u, v = u % size, v % size
-    i, j = int(v), int(u)
-    fy, fx = v - i, u - j
-    i1, j1 = (i + 1) % size, (j + 1) % size
-    return (tile[i, j] * (1 - fx) + tile[i, j1] * fx) * (1 - fy) + (tile[i1, j] * (1 - fx) + tile[i1, j1] * fx) * fy
-
-
 @njit(cache=True)
 def _shade(t, material, instance, normal, directions, origin, tile, albedo_table, texture_table, scale_table,
            temperature_table, heating_table, emissivity_table, sun, sun_irradiance, sun_color, sky_ambient,
@@ -294,9 +283,9 @@ def _shade(t, material, instance, normal, directions, origin, tile, albedo_table
             px, py, pz = origin[0] + dx * distance, origin[1] + dy * distance, origin[2] + dz * distance
             scale = scale_table[m] * 16.0  # texture cells per metre; the tile spans 16 cells per period
             if abs(nz) > 0.7:
-                texture = _noise(tile, px * scale, py * scale)
+                texture = tiled_bilinear(tile, px * scale, py * scale)
             else:
-                texture = _noise(tile, (0.7 * px + 0.7 * py) * scale, pz * scale)
+                texture = tiled_bilinear(tile, (0.7 * px + 0.7 * py) * scale, pz * scale)
             tint = 1.0
             if instance[r, c] > 0:
                 tint = 0.8 + 0.4 * (((instance[r, c] * _TINT_HASH) & 0xFFFFFFFF) % 1000) / 1000.0
@@ -367,11 +356,6 @@ def shade(scene: Scene, cam: CameraView, lighting: Lighting, thermal: bool = Tru
 def radiance(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray:
     """Linear RGB radiance (H, W, 3) seen by each pixel, before the camera's exposure and noise."""
     return shade(scene, cam, lighting, thermal=False)[0]
-
-
-def temperature(scene: Scene, cam: CameraView, lighting: Lighting) -> np.ndarray:
-    """Apparent LWIR temperature (H, W), kelvin."""
-    return shade(scene, cam, lighting, thermal=True)[1]
 
 
 _GAMMA = ((np.arange(4096) / 4095.0) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)  # sRGB-like encoding, 12-bit in

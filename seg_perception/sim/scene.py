@@ -181,16 +181,22 @@ def bilinear3(grid, gx, gy):
 
 
 @njit(cache=True, inline="always")
-def ground_class_at(fields, x, y):
-    """The ground class at map (x, y) from `Terrain.ground_fields()`: path, puddle or grass."""
-    path_distance, puddle_sdf, noise, x0, y0, resolution, half_width, path_class = fields
-    mask = noise.shape[0] - 1  # the tile is 2^k cells wide and repeats every 16 m
-    u, v = x * (mask + 1) / 16.0, y * (mask + 1) / 16.0
+def tiled_bilinear(tile, u, v):
+    """Bilinear lookup in a square tile of 2^k cells that repeats in both directions (u, v in cells)."""
+    mask = tile.shape[0] - 1
     fu, fv = math.floor(u), math.floor(v)
     fx, fy = u - fu, v - fv
     j, i = int(fu) & mask, int(fv) & mask
     j1, i1 = (j + 1) & mask, (i + 1) & mask
-    wobble = (noise[i, j] * (1 - fx) + noise[i, j1] * fx) * (1 - fy) + (noise[i1, j] * (1 - fx) + noise[i1, j1] * fx) * fy
+    return (tile[i, j] * (1 - fx) + tile[i, j1] * fx) * (1 - fy) + (tile[i1, j] * (1 - fx) + tile[i1, j1] * fx) * fy
+
+
+@njit(cache=True, inline="always")
+def ground_class_at(fields, x, y):
+    """The ground class at map (x, y) from `Terrain.ground_fields()`: path, puddle or grass."""
+    path_distance, puddle_sdf, noise, x0, y0, resolution, half_width, path_class = fields
+    cells_per_metre = noise.shape[0] / 16.0  # the tile repeats every 16 m
+    wobble = tiled_bilinear(noise, x * cells_per_metre, y * cells_per_metre)
     gx, gy = (x - x0) / resolution, (y - y0) / resolution
     if bilinear(puddle_sdf, gx, gy, 1e3) + 0.25 * wobble < 0:
         return MUD_WATER

@@ -86,6 +86,18 @@ def _datasets(config: TrainConfig) -> tuple[Any, Any]:
             FolderDataset(config.data, "val", label_map=label_map, size=config.image_size))
 
 
+def _epoch_order(dataset: Any, seed: int, epoch: int) -> np.ndarray:
+    """A shuffled order of the training samples; synthetic scenes stay together, so that an
+    uncached run builds each scene's World once per epoch rather than once per sample."""
+    from seg_perception.sim.dataset import SceneBlockSampler, SimDataset
+
+    if isinstance(dataset, SimDataset):
+        sampler = SceneBlockSampler(dataset, seed)
+        sampler.set_epoch(epoch)
+        return np.fromiter(sampler, dtype=np.int64)
+    return np.random.default_rng([seed, epoch]).permutation(len(dataset))
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -135,7 +147,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     best = max((h["miou"] for h in state["history"]), default=-1.0)
     started = time.monotonic() - state["elapsed_s"]
     for epoch in range(state["epoch"], config.epochs):
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_set))[rank::world]
+        if budget_s is not None and time.monotonic() - started >= budget_s:
+            break
+        order = _epoch_order(train_set, config.seed, epoch)[rank::world]
         loader = DataLoader(torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
                             drop_last=True, num_workers=config.workers)
         model.train()
