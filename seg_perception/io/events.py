@@ -29,10 +29,10 @@ while `packet_to_events(msg)` alone decodes a self-contained packet and rejects 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from .errors import ConversionError
 from .messages import MessageFactory, RosbagsFactory, as_bytes, make_header, stamp_to_ns
@@ -231,7 +231,7 @@ class Evt3Decoder:
         p, us = np.empty(bound, np.uint8), np.empty(bound, np.int64)
         state = np.array([self._y, self._high, self._base_x, self._pol, self._loops, self._low], np.int64)
         report = np.zeros(8, np.int64)
-        count = _decode_evt3(words.astype(np.uint16, copy=False), state, x, y, p, us, report)  # native byte order
+        count = _compiled_decoder()(words.astype(np.uint16, copy=False), state, x, y, p, us, report)  # native order
         self._y, self._high, self._base_x, self._pol, self._loops, self._low = (int(v) for v in state)
         dropped, last_base, vector_after, max_x = (int(v) for v in report[:4])
         missing = report[4:7]
@@ -255,7 +255,14 @@ class Evt3Decoder:
         return out
 
 
-@njit(cache=True)
+@functools.cache
+def _compiled_decoder() -> Any:
+    """`_decode_evt3` compiled with numba, on first use (importing numba costs half a second)."""
+    from numba import njit
+
+    return njit(cache=True)(_decode_evt3)
+
+
 def _decode_evt3(words, state, x_out, y_out, p_out, us_out, report):
     """Decode EVT 3.0 words; state = [y, time_high, base_x, polarity, wrap loops, time_low] (-1: unset)
     is read and written back. report = [dropped events, last VECT_BASE_X word (-1: none), a vector
