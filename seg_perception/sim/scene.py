@@ -57,26 +57,6 @@ GROUND_MATERIAL = {ROAD: MATERIAL_ID["asphalt"], TRAIL: MATERIAL_ID["dirt"], GRA
                    MUD_WATER: MATERIAL_ID["water"]}
 
 
-def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray, border: float | None = None) -> np.ndarray:
-    """Bilinear lookup of `grid` at fractional cell coordinates of any shape.
-
-    `border` fills outside the grid (None: the edge value). cv2.remap is used for speed; it caps
-    map dimensions at 32767, so coordinates are laid out in rows of 4096.
-    """
-    shape = np.shape(gx)
-    channels = grid.shape[2:]
-    n = int(np.prod(shape))
-    rows = -(-n // 4096)
-    mx = np.zeros(rows * 4096, np.float32)
-    my = np.zeros(rows * 4096, np.float32)
-    mx[:n] = np.ravel(gx)
-    my[:n] = np.ravel(gy)
-    mode, value = (cv2.BORDER_REPLICATE, 0.0) if border is None else (cv2.BORDER_CONSTANT, border)
-    out = cv2.remap(grid, mx.reshape(rows, 4096), my.reshape(rows, 4096), cv2.INTER_LINEAR,
-                    borderMode=mode, borderValue=value)
-    return out.reshape((-1,) + channels)[:n].reshape(shape + channels)
-
-
 @dataclass
 class Terrain:
     """Ground height and ground class as functions of (x, y).
@@ -115,8 +95,11 @@ class Terrain:
                 (np.asarray(y) - self.grid_origin[1]) / self.grid_resolution)
 
     def surface_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """(..., 3): ground height (metres), dz/dx, dz/dy."""
-        return sample_grid(self.surface, *self._cells(x, y))
+        """(..., 3): ground height (metres), dz/dx, dz/dy; the same interpolation the ray caster uses."""
+        gx, gy = (np.ravel(c).astype(np.float64) for c in self._cells(x, y))
+        out = np.empty((gx.size, 3), np.float64)
+        _surface_samples(self.surface, gx, gy, out)
+        return out.reshape(np.shape(x) + (3,))
 
     def height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground height, metres."""
@@ -128,7 +111,11 @@ class Terrain:
         return surface[..., 1], surface[..., 2]
 
     def path_distance_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return sample_grid(self.path_distance, *self._cells(x, y), border=1e3)
+        """Distance to the path centreline, metres (1000 beyond the grid)."""
+        gx, gy = (np.ravel(c).astype(np.float64) for c in self._cells(x, y))
+        out = np.empty(gx.size, np.float64)
+        _grid_samples(self.path_distance, gx, gy, 1e3, out)
+        return out.reshape(np.shape(x))
 
     def ground_fields(self) -> tuple:
         """What `ground_class_at` needs, for compiled code."""
@@ -203,6 +190,18 @@ def ground_class_at(fields, x, y):
     if bilinear(path_distance, gx, gy, 1e3) < half_width + 0.35 * wobble:
         return path_class
     return GRASS
+
+
+@njit(cache=True)
+def _surface_samples(surface, gx, gy, out):
+    for k in range(gx.size):
+        out[k, 0], out[k, 1], out[k, 2] = bilinear3(surface, gx[k], gy[k])
+
+
+@njit(cache=True)
+def _grid_samples(grid, gx, gy, outside, out):
+    for k in range(gx.size):
+        out[k] = bilinear(grid, gx[k], gy[k], outside)
 
 
 @njit(cache=True)

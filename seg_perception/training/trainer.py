@@ -118,15 +118,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = build_model(model_config)
     teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
     train_set, val_set = _datasets(config)
+    # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
+    # outputs are computed once and read back: distillation then costs about what plain training does.
     cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
+    teacher_outputs = _teacher_dir(config) if cache_teacher else None
     precompute_s = 0.0
-    if cache_teacher and rank == 0:
-        # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
-        # outputs are computed once and read back: distillation then costs about what plain training does.
-        precompute_s = _precompute_teacher(teacher, config, train_set)
+    if teacher_outputs is not None and rank == 0:
+        precompute_s = _precompute_teacher(teacher, train_set, teacher_outputs)
     if world > 1:
         torch.distributed.barrier()
-    teacher_outputs = _teacher_dir(config) if cache_teacher else None
     feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
     parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -227,11 +227,10 @@ def _teacher_dir(config: TrainConfig) -> Path:
 
 
 @torch.inference_mode()
-def _precompute_teacher(teacher: Any, config: TrainConfig, dataset: Any) -> float:
+def _precompute_teacher(teacher: Any, dataset: Any, folder: Path) -> float:
     """Store the teacher's 1/4-resolution logits and 1/8 features of every training sample (float16)."""
     from tqdm import tqdm
 
-    folder = _teacher_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     todo = [i for i in range(len(dataset)) if not (folder / f"{i:07d}.npz").exists()]
