@@ -50,7 +50,8 @@ setup(
     extras_require={
         "torch": ["torch>=2.2", "safetensors>=0.4"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "tensorrt": ["tensorrt>=10", "onnx>=1.15"],
+        # onnxruntime quantises the INT8 Q/DQ models TensorRT builds from.
+        "tensorrt": ["tensorrt>=10", "onnx>=1.15", "onnxruntime>=1.17"],
         "mapping": ["open3d>=0.18"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "mcap>=1.1"],
     },

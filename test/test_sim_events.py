@@ -7,13 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seg_perception.io.events import EVENT_DTYPE
-from seg_perception.sim.events import (
-    EventSensorConfig,
-    EventSimulator,
-    events_to_voxel_grid,
-    log_intensity,
-    suggest_substeps,
-)
+from seg_perception.sim.events import EventSensorConfig, EventSimulator, log_intensity, suggest_substeps
 
 MS = 1_000_000
 T0 = 1_000_000_000
@@ -269,84 +263,3 @@ def test_log_intensity():
 
 # --------------------------------------------------------------------------------------------
 # voxel grid
-
-
-def _events(rows):
-    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
-    for i, (x, y, p, t) in enumerate(rows):
-        out[i] = (x, y, p, t)
-    return out
-
-
-def test_voxel_event_at_a_bin_centre_goes_to_that_bin_only():
-    # 5 bins over [0, 4000] ns: centres at 0, 1000, 2000, 3000, 4000.
-    for t, b in ((0, 0), (2000, 2), (4000, 4)):
-        grid = events_to_voxel_grid(_events([(3, 1, 1, t)]), 6, 4, 5, 0, 4000)
-        expected = np.zeros((5, 4, 6), np.float32)
-        expected[b, 1, 3] = 1.0
-        np.testing.assert_array_equal(grid, expected)
-
-
-def test_voxel_event_between_centres_is_split_linearly():
-    grid = events_to_voxel_grid(_events([(2, 0, 1, 1250), (5, 3, 0, 3900)]), 6, 4, 5, 0, 4000)
-    expected = np.zeros((5, 4, 6), np.float32)
-    expected[1, 0, 2], expected[2, 0, 2] = 0.75, 0.25
-    expected[3, 3, 5], expected[4, 3, 5] = -0.1, -0.9
-    np.testing.assert_allclose(grid, expected, atol=1e-7)
-
-
-@settings(max_examples=50, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), bins=st.integers(1, 7))
-def test_voxel_total_absolute_weight_equals_event_count(seed, n, bins):
-    rng = np.random.default_rng(seed)
-    cells = rng.choice(12 * 9, size=min(n, 12 * 9), replace=False)  # distinct pixels: no cancellation
-    events = np.zeros(cells.size, dtype=EVENT_DTYPE)
-    events["x"], events["y"] = cells % 12, cells // 12
-    events["p"] = rng.integers(0, 2, cells.size)
-    events["t"] = rng.integers(100, 10_100, cells.size, endpoint=True)
-    grid = events_to_voxel_grid(events, 12, 9, bins, 100, 10_100)
-    assert grid.shape == (bins, 9, 12)
-    assert np.isclose(np.abs(grid).sum(), cells.size, rtol=1e-6)
-    np.testing.assert_allclose(grid.sum(axis=0)[events["y"], events["x"]], events["p"] * 2.0 - 1.0, atol=1e-6)
-
-
-def test_voxel_empty_input_outside_window_and_single_bin():
-    empty = np.empty(0, dtype=EVENT_DTYPE)
-    np.testing.assert_array_equal(events_to_voxel_grid(empty, 8, 6, 3, 0, 100), np.zeros((3, 6, 8), np.float32))
-    np.testing.assert_array_equal(events_to_voxel_grid(empty, 8, 6, 3, 0, 100, normalize=True), 0)
-    outside = _events([(1, 1, 1, -1), (2, 2, 0, 101)])
-    np.testing.assert_array_equal(events_to_voxel_grid(outside, 8, 6, 3, 0, 100), 0)
-    one_bin = events_to_voxel_grid(_events([(1, 1, 1, 30), (1, 1, 1, 100), (2, 1, 0, 0)]), 8, 6, 1, 0, 100)
-    expected = np.zeros((1, 6, 8), np.float32)
-    expected[0, 1, 1], expected[0, 1, 2] = 2.0, -1.0
-    np.testing.assert_array_equal(one_bin, expected)
-
-
-def test_voxel_downscaling_bins_integer_blocks():
-    # 10x6 sensor to 5x3: 2x2 blocks; x=9,y=5 → (4, 2); x=0 and x=1 of row 0..1 share cell (0, 0).
-    events = _events([(9, 5, 1, 0), (0, 0, 1, 0), (1, 1, 1, 0), (4, 2, 0, 0)])
-    grid = events_to_voxel_grid(events, 10, 6, 2, 0, 10, out_size=(3, 5))
-    expected = np.zeros((2, 3, 5), np.float32)
-    expected[0, 2, 4], expected[0, 0, 0], expected[0, 1, 2] = 1.0, 2.0, -1.0
-    np.testing.assert_array_equal(grid, expected)
-
-
-def test_voxel_normalisation_divides_by_robust_scale():
-    rng = np.random.default_rng(3)
-    events = np.zeros(2000, dtype=EVENT_DTYPE)
-    events["x"], events["y"] = rng.integers(0, 16, 2000), rng.integers(0, 12, 2000)
-    events["p"], events["t"] = rng.integers(0, 2, 2000), rng.integers(0, 1000, 2000)
-    raw = events_to_voxel_grid(events, 16, 12, 4, 0, 1000)
-    scaled = events_to_voxel_grid(events, 16, 12, 4, 0, 1000, normalize=True)
-    scale = np.percentile(np.abs(raw[raw != 0]).astype(np.float64), 98)
-    np.testing.assert_allclose(scaled, raw / scale, rtol=1e-5, atol=1e-6)
-    assert np.array_equal(scaled == 0, raw == 0) and np.array_equal(np.sign(scaled), np.sign(raw))
-
-
-def test_voxel_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="bins >= 1"):
-        events_to_voxel_grid(np.empty(0, dtype=EVENT_DTYPE), 4, 4, 0, 0, 10)
-    with pytest.raises(ValueError, match="t_end_ns > t_start_ns"):
-        events_to_voxel_grid(np.empty(0, dtype=EVENT_DTYPE), 4, 4, 2, 10, 10)
-    with pytest.raises(ValueError, match="do not fit the 4x4 sensor"):
-        events_to_voxel_grid(_events([(4, 0, 1, 5)]), 4, 4, 2, 0, 10)

@@ -19,7 +19,7 @@ from .registry import build_model
 
 FORMAT = "seg_perception.checkpoint/1"
 METADATA_KEY = "seg_perception"
-# How the inputs are encoded (see seg_perception.sim.dataset); recorded so other code can check.
+# How the inputs are encoded (see seg_perception.io.encoding); recorded so other code can check.
 INPUT_ENCODING = {
     "rgb": "float32 (3, H, W) RGB in [0, 1]",
     "thermal": "float32 (1, H, W) (kelvin - 273.15 - 20) / 20, from radiometric counts = kelvin * 100",

@@ -63,6 +63,10 @@ class ModelConfig:
         """Input channels of a modality: rgb 3, thermal 1, events `event_bins`."""
         return {"rgb": 3, "thermal": 1, "events": self.event_bins}[modality]
 
+    def default_k(self, height: int, width: int) -> int:
+        """Locations a student refines by default on an input of this size (`refine_fraction`); 0 for a teacher."""
+        return k_for_fraction(self.refine_fraction, height, width) if self.architecture == "student" else 0
+
     @property
     def input_channels(self) -> int:
         """Channels of the stacked input tensor (modalities in canonical order)."""
@@ -80,6 +84,16 @@ class ModelConfig:
             return cls(**data)
         except TypeError as exc:
             raise ModelError(f"model config does not match this version of seg_perception: {exc}") from None
+
+
+def quarter_size(size: int) -> int:
+    """Size after the two stride-2 stem convolutions (the 1/4-resolution grid the student refines)."""
+    return ((size + 1) // 2 + 1) // 2
+
+
+def k_for_fraction(fraction: float, height: int, width: int) -> int:
+    """K that refines `fraction` of the 1/4-resolution locations of an input of this size."""
+    return round(fraction * quarter_size(height) * quarter_size(width))
 
 
 def student_config(num_classes: int, modalities: tuple[str, ...] = ("rgb",), **overrides: Any) -> ModelConfig:

@@ -2,8 +2,8 @@
 point head that re-predicts the Top-K hardest 1/4-resolution locations from fine features
 (the idea of FoR-Net's selector-driven Top-K refinement and PointRend's point head).
 
-Only export-friendly operations: TopK, gather and scatter, no data-dependent Python control flow;
-K = 0 gives the base prediction exactly.
+Only export-friendly operations: TopK, gather and scatter, no data-dependent Python control flow
+(K is fixed when a graph is exported); K = 0 gives the base prediction exactly.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvBNReLU, Encoder, FPNDecoder
-from .config import ModelConfig
+from .config import ModelConfig, k_for_fraction
 
 
 class HardRegionStudent(nn.Module):
@@ -38,11 +38,11 @@ class HardRegionStudent(nn.Module):
 
     def k_for_fraction(self, fraction: float, height: int, width: int) -> int:
         """K that refines `fraction` of the 1/4-resolution locations of an input of this size."""
-        return round(fraction * _quarter(height) * _quarter(width))
+        return k_for_fraction(fraction, height, width)
 
     def default_k(self, height: int, width: int) -> int:
         """K for an input of this size: the config's `refine_fraction`."""
-        return self.k_for_fraction(self.config.refine_fraction, height, width)
+        return self.config.default_k(height, width)
 
     def forward(self, x: torch.Tensor, present: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
         """Segment a stacked input.
@@ -72,11 +72,14 @@ class HardRegionStudent(nn.Module):
         fine_flat, up_flat = fine.flatten(2), up.flatten(2)
         points = torch.cat([fine_flat, up_flat], dim=1)
         k = self.default_k(int(height), int(width)) if k is None else k
-        index = torch.topk(selector.flatten(1), k, dim=1).indices  # (N, K) hardest locations
-        chosen = torch.gather(points, 2, index.unsqueeze(1).expand(-1, points.shape[1], -1))
-        corrected = torch.gather(up_flat, 2, index.unsqueeze(1).expand(-1, classes, -1)) + self._points(chosen)
-        refined_flat = up_flat.scatter(2, index.unsqueeze(1).expand(-1, classes, -1), corrected)
-        refined_mask = torch.zeros_like(selector.flatten(1)).scatter(1, index, 1.0)
+        if k > 0:
+            index = torch.topk(selector.flatten(1), k, dim=1).indices  # (N, K) hardest locations
+            chosen = torch.gather(points, 2, index.unsqueeze(1).expand(-1, points.shape[1], -1))
+            corrected = torch.gather(up_flat, 2, index.unsqueeze(1).expand(-1, classes, -1)) + self._points(chosen)
+            refined_flat = up_flat.scatter(2, index.unsqueeze(1).expand(-1, classes, -1), corrected)
+            refined_mask = torch.zeros_like(selector.flatten(1)).scatter(1, index, 1.0)
+        else:  # the base prediction; no empty tensors in an exported graph (ONNX Runtime rejects them)
+            refined_flat, refined_mask = up_flat, torch.zeros_like(selector.flatten(1))
         quarter = up.shape[-2:]
         logits = F.interpolate(refined_flat.view(n, classes, *quarter), size=(height, width), mode="bilinear",
                                align_corners=False)
@@ -90,7 +93,3 @@ class HardRegionStudent(nn.Module):
         """The point head on (N, channels, K) point features → (N, classes, K) corrections."""
         return self.point_head(points.transpose(1, 2)).transpose(1, 2)
 
-
-def _quarter(size: int) -> int:
-    """Size after the two stride-2 stem convolutions."""
-    return ((size + 1) // 2 + 1) // 2

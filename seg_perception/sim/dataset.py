@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 import seg_perception
+from seg_perception.io.encoding import EVENT_WINDOW_NS, EventWindow, encode_thermal
 from seg_perception.labels import load_label_set
 
-from .events import EventSensorConfig, EventSimulator, events_to_voxel_grid
+from .events import EventSensorConfig, EventSimulator
 from .rig import CameraSpec, RigSpec
 from .scenarios import SCENARIOS
 from .scene import KINDS
@@ -32,10 +33,6 @@ SPLIT_SEEDS: dict[str, tuple[int, int]] = {
     "test": (110_000, 120_000),
 }
 MODALITIES = ("rgb", "thermal", "events")
-# Thermal input: counts / 100 = kelvin; the tensor is (celsius - THERMAL_CENTER_C) / THERMAL_SCALE_C,
-# so the usual outdoor range (0 … 40 °C) maps to about [-1, 1].
-THERMAL_CENTER_C = 20.0
-THERMAL_SCALE_C = 20.0
 # Bump when the meaning of a cached file changes; old files are then simply never looked up again.
 CACHE_FORMAT = 1
 
@@ -67,7 +64,7 @@ class SimDatasetConfig:
     scenarios: tuple[tuple[str, float], ...] = (("day", 0.4), ("dusk", 0.2), ("night", 0.25), ("fog", 0.15))
     kind: str | None = None
     modalities: tuple[str, ...] = MODALITIES
-    event_window_s: float = 0.05
+    event_window_s: float = EVENT_WINDOW_NS / 1e9
     event_bins: int = 5
     event_substeps: int = 4
     event_config: EventSensorConfig = field(default_factory=EventSensorConfig)
@@ -208,13 +205,17 @@ class SimDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"sample index {index} is out of range for a split of {len(self)} samples")
+        return _to_sample(self.raw(index), index)
+
+    def raw(self, index: int) -> dict[str, np.ndarray]:
+        """Sample `index` as raw arrays (see `render`), from the cache when there is one."""
         path = self.cache_path(index)
         raw = _load(path) if path is not None else None
         if raw is None:
             raw = self.render(index)
             if path is not None:
                 _save(path, raw)
-        return _to_sample(raw, index)
+        return raw
 
     def cache_path(self, index: int) -> Path | None:
         """The cache file of sample `index`, or None without a cache."""
@@ -266,8 +267,8 @@ class SimDataset(Dataset):
         times = start_s + config.event_window_s * np.arange(1, config.event_substeps + 1) / config.event_substeps
         logs = np.stack([world.event_log_intensity(t) for t in times])
         events = simulator.step(logs, np.array([world.stamp_of(t) for t in times], np.int64))
-        return events_to_voxel_grid(events, width, height, config.event_bins, world.stamp_of(start_s),
-                                    world.stamp_of(time_s), normalize=True)
+        window = EventWindow(events, width, height, world.stamp_of(start_s), world.stamp_of(time_s))
+        return window.voxel_grid(config.event_bins)
 
 
 class SceneBlockSampler(Sampler[int]):
@@ -323,14 +324,24 @@ def class_frequencies(split: str, config: SimDatasetConfig | None = None, *, max
     return counts / total if total else counts.astype(np.float64)
 
 
+def calibration_frames(count: int, config: SimDatasetConfig | None = None, *,
+                       cache_dir: str | Path | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """`count` frames of the validation split, one per scene, as a Segmenter takes them: rgb (H, W, 3)
+    uint8, thermal (H, W) uint16 counts, events (bins, H, W) voxel grid (for INT8 calibration)."""
+    config = config or SimDatasetConfig()
+    dataset = SimDataset("val", replace(config, samples=count * config.samples_per_scene), cache_dir=cache_dir)
+    for index in range(0, len(dataset), config.samples_per_scene):
+        raw = dataset.raw(index)
+        yield {m: raw[m] for m in MODALITIES if m in raw}
+
+
 def _to_sample(raw: dict[str, np.ndarray], index: int) -> dict[str, Any]:
     """Raw arrays → the sample's tensors; the one conversion used for fresh and cached samples alike."""
     sample: dict[str, Any] = {"labels": torch.from_numpy(raw["labels"].astype(np.int64))}
     if "rgb" in raw:
         sample["rgb"] = torch.from_numpy(np.ascontiguousarray(raw["rgb"].transpose(2, 0, 1), np.float32) / 255.0)
     if "thermal" in raw:
-        celsius = raw["thermal"].astype(np.float32) / 100.0 - 273.15
-        sample["thermal"] = torch.from_numpy(((celsius - THERMAL_CENTER_C) / THERMAL_SCALE_C)[None])
+        sample["thermal"] = torch.from_numpy(encode_thermal(raw["thermal"])[None])
     if "events" in raw:
         sample["events"] = torch.from_numpy(np.ascontiguousarray(raw["events"], np.float32))
     sample.update(index=index, seed=int(raw["seed"]), scenario=str(raw["scenario"]), kind=str(raw["kind"]),

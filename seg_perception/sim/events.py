@@ -1,4 +1,4 @@
-"""Event-camera simulator (ESIM / v2e style) driven by log-intensity renders, and the event voxel grid.
+"""Event-camera simulator (ESIM / v2e style) driven by log-intensity renders.
 
 Pixel model. Each pixel keeps a reference log intensity `ref` (the level of its last crossing) and
 fires when its log intensity `L` leaves the band `ref - C_off < L < ref + C_on`:
@@ -297,62 +297,3 @@ class EventSimulator:
             is_last = np.append(g[1:] != g[:-1], True)
             self._last_event[pixels[g[is_last]]] = t[idx[is_last]]
         return kept
-
-
-def events_to_voxel_grid(events: np.ndarray, width: int, height: int, bins: int, t_start_ns: int, t_end_ns: int,
-                         *, out_size: tuple[int, int] | None = None, normalize: bool = False) -> np.ndarray:
-    """Events → voxel grid (Zhu et al. 2019, "Unsupervised event-based learning of optical flow").
-
-    Bin b is centred at `t_start + b (t_end - t_start) / (bins - 1)`: the first bin centre is the
-    window start and the last the window end. Each event adds its polarity (+1 ON, -1 OFF) to its
-    pixel in the two bins whose centres bracket it, split linearly in time:
-    `V[b] += p * max(0, 1 - |b - t*|)` with `t* = (bins - 1)(t - t_start) / (t_end - t_start)`.
-    So each event's absolute weights sum to 1 and an event at a bin centre lands in that bin only.
-    With `bins == 1` every event adds its full polarity to bin 0.
-
-    Args:
-        events: EVENT_DTYPE array (any order); events outside [t_start_ns, t_end_ns] are ignored.
-        width: sensor columns.
-        height: sensor rows.
-        bins: number of temporal bins (>= 1).
-        t_start_ns: window start.
-        t_end_ns: window end (> t_start_ns).
-        out_size: (rows, cols) of the grid; coordinates are binned by integer scaling
-            (`x * cols // width`, `y * rows // height`), so the events of a block of pixels add up
-            in one cell. Default (height, width).
-        normalize: divide by a robust scale, the 98th percentile of |V| over the non-zero cells,
-            so typical values lie in [-1, 1] whatever the event rate; cells without events stay 0
-            and signs are kept.
-
-    Returns:
-        (bins, rows, cols) float32.
-
-    Raises:
-        ValueError: bad bins, window or output size, or events outside the sensor.
-    """
-    rows, cols = out_size if out_size is not None else (height, width)
-    if bins < 1 or t_end_ns <= t_start_ns or rows < 1 or cols < 1 or width < 1 or height < 1:
-        raise ValueError(f"need bins >= 1, t_end_ns > t_start_ns and positive sizes; got bins={bins}, window "
-                         f"[{t_start_ns}, {t_end_ns}], sensor {width}x{height}, out_size {out_size}")
-    events = np.asarray(events)
-    inside = events[(events["t"] >= t_start_ns) & (events["t"] <= t_end_ns)]
-    cells = rows * cols
-    if inside.size and (int(inside["x"].max()) >= width or int(inside["y"].max()) >= height):
-        raise ValueError(f"events up to x={int(inside['x'].max())}, y={int(inside['y'].max())} do not fit the "
-                         f"{width}x{height} sensor")
-    x = inside["x"].astype(np.int64) * cols // width
-    y = inside["y"].astype(np.int64) * rows // height
-    polarity = inside["p"].astype(np.float64) * 2.0 - 1.0
-    tn = (inside["t"] - t_start_ns) * ((bins - 1) / (t_end_ns - t_start_ns))
-    lower = np.minimum(np.floor(tn), max(bins - 2, 0)).astype(np.int64)
-    frac = tn - lower
-    pixel = y * cols + x
-    # With bins == 1, frac is 0 and the upper share (0) goes to bin 0 as well.
-    upper = np.minimum(lower + 1, bins - 1)
-    grid = np.bincount(np.concatenate((lower * cells + pixel, upper * cells + pixel)),
-                       weights=np.concatenate((polarity * (1.0 - frac), polarity * frac)), minlength=bins * cells)
-    if normalize:
-        magnitude = np.abs(grid[grid != 0])
-        if magnitude.size:
-            grid /= np.percentile(magnitude, 98)
-    return grid.astype(np.float32).reshape(bins, rows, cols)

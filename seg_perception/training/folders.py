@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from seg_perception.labels import LabelSet, LabelSetError, load_label_set
 from seg_perception.resources import resource_dir
-from seg_perception.sim.dataset import THERMAL_CENTER_C, THERMAL_SCALE_C
+from seg_perception.io.encoding import encode_thermal
 
 LAYOUTS = ("auto", "cityscapes", "generic")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -141,8 +141,8 @@ class FolderDataset(Dataset):
     - "labels": int64 (H, W), resized with INTER_NEAREST, then mapped by the label map (unmapped
       ids → its ignore id); without a label map the raw ids;
     - "thermal" (when the split has a thermal folder): float32 (1, H, W), normalised like the
-      synthetic data, `(celsius - THERMAL_CENTER_C) / THERMAL_SCALE_C` with
-      `celsius = counts / thermal_scale - 273.15`. This assumes radiometric 16-bit images in
+      synthetic data (`seg_perception.io.encoding.encode_thermal`) with `thermal_scale` counts per
+      kelvin. This assumes radiometric 16-bit images in
       kelvin × `thermal_scale` (100 for the synthetic world and FLIR-style "centikelvin" exports)
       that are registered to the RGB image (same field of view; any resolution);
     - metadata: "index", "path" (the image), "label_path".
@@ -242,8 +242,7 @@ class FolderDataset(Dataset):
             raise FolderDatasetError(f"thermal image {path} is {counts.dtype} with shape {counts.shape}; expected "
                                      f"single-channel 16-bit radiometric counts (kelvin × {self.thermal_scale:g})")
         counts = cv2.resize(counts.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
-        celsius = counts / self.thermal_scale - 273.15
-        return ((celsius - THERMAL_CENTER_C) / THERMAL_SCALE_C).astype(np.float32)
+        return encode_thermal(counts, self.thermal_scale)
 
 
 def _read(path: Path, flags: int, what: str) -> np.ndarray:
