@@ -1,0 +1,64 @@
+"""The voxel map's contents as plain arrays: what queries return, exports write and files store."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class VoxelArrays:
+    """M voxels of a semantic voxel map, in the map frame, sorted by key (so equal maps give equal arrays).
+
+    Attributes:
+        voxel_size: edge length in metres.
+        keys: (M, 3) int32 integer voxel coordinates: voxel (i, j, k) spans [i, i + 1) * voxel_size in x, etc.
+        log_probs: (M, C) float32 normalised class log-probabilities (logsumexp over C is 0), each >= the
+            map's floor.
+        observations: (M,) uint16 labelled points fused into the voxel (saturating).
+        last_seen_ns: (M,) int64 stamp of the last scan that hit the voxel.
+        occupancy: (M,) float32 occupancy log-odds (hits raise it, rays passing through lower it).
+    """
+
+    voxel_size: float
+    keys: np.ndarray
+    log_probs: np.ndarray
+    observations: np.ndarray
+    last_seen_ns: np.ndarray
+    occupancy: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.log_probs.shape[1])
+
+    @property
+    def centers(self) -> np.ndarray:
+        """(M, 3) float32 voxel centres, metres."""
+        return ((self.keys.astype(np.float64) + 0.5) * self.voxel_size).astype(np.float32)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(M,) uint16 most probable class."""
+        return np.argmax(self.log_probs, axis=1).astype(np.uint16) if len(self) else np.zeros(0, np.uint16)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(M,) float32 probability of the most probable class."""
+        return np.exp(self.log_probs.max(axis=1)).astype(np.float32) if len(self) else np.zeros(0, np.float32)
+
+    def select(self, mask: np.ndarray) -> VoxelArrays:
+        """The voxels where `mask` (M,) is True."""
+        return VoxelArrays(self.voxel_size, self.keys[mask], self.log_probs[mask], self.observations[mask],
+                           self.last_seen_ns[mask], self.occupancy[mask])
+
+    def crop_box(self, lower: np.ndarray, upper: np.ndarray) -> VoxelArrays:
+        """Voxels whose centre lies in the axis-aligned box [lower, upper] (metres, map frame)."""
+        centers = self.centers
+        return self.select(np.all((centers >= np.asarray(lower)) & (centers <= np.asarray(upper)), axis=1))
+
+    def crop_radius(self, center: np.ndarray, radius: float) -> VoxelArrays:
+        """Voxels whose centre lies within `radius` metres of `center`."""
+        return self.select(np.linalg.norm(self.centers - np.asarray(center, np.float32), axis=1) <= radius)
