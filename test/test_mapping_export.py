@@ -103,3 +103,10 @@ def test_unreadable_map_files_are_refused(tmp_path):
              log_probs=np.zeros((0, 2)), observations=np.zeros(0), last_seen_ns=np.zeros(0), occupancy=np.zeros(0))
     with pytest.raises(MappingError, match="has format 'other/1'"):
         load_voxels(tmp_path / "other.npz")
+
+
+def test_lookup_finds_the_voxel_of_each_point():
+    voxels = _voxels()
+    points = np.array([[0.1, 0.2, 0.3], [-0.01, 1.4, 1.99], [2.49, -2.5, 0.0], [9.0, 9.0, 9.0], [np.nan, 0, 0]])
+    assert voxels.lookup(points).tolist() == [0, 1, 2, -1, -1]
+    assert voxels.select(np.zeros(4, bool)).lookup(points).tolist() == [-1] * 5

@@ -252,7 +252,8 @@ class CameraModel:
         dtype = np.float32 if points.dtype == np.float32 else np.float64
         points = points.astype(dtype, copy=False)
         x, y, z = points[..., 0], points[..., 1], points[..., 2]
-        valid = np.isfinite(points).all(axis=-1) & (z > min_depth)
+        # Per-component isfinite: a reduction over the last axis costs more than the distortion model.
+        valid = np.isfinite(x) & np.isfinite(y) & np.isfinite(z) & (z > min_depth)
         safe_z = np.where(valid, z, dtype(1.0))
         xn = np.where(valid, x / safe_z, dtype(0.0))
         yn = np.where(valid, y / safe_z, dtype(0.0))
@@ -261,7 +262,7 @@ class CameraModel:
         # Python floats combine with float32 arrays without promoting them to float64.
         fx, fy, cx, cy = (float(v) for v in self.effective_K[[0, 1, 0, 1], [0, 1, 2, 2]])
         pixels = np.stack([fx * xd + cx, fy * yd + cy], axis=-1)
-        valid &= np.isfinite(pixels).all(axis=-1)
+        valid &= np.isfinite(pixels[..., 0]) & np.isfinite(pixels[..., 1])
         pixels[~valid] = np.nan
         return pixels, valid
 

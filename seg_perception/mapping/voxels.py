@@ -54,6 +54,18 @@ class VoxelArrays:
         return VoxelArrays(self.voxel_size, self.keys[mask], self.log_probs[mask], self.observations[mask],
                            self.last_seen_ns[mask], self.occupancy[mask])
 
+    def lookup(self, points: np.ndarray) -> np.ndarray:
+        """(N,) int64 index of the voxel containing each point (map frame, metres); -1 where there is none."""
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        if not len(self):
+            return np.full(len(points), -1, np.int64)
+        finite = np.isfinite(points).all(axis=1)
+        keys = np.floor(np.where(finite[:, None], points, 0.0) / self.voxel_size).astype(np.int64)
+        mine, theirs = _pack(self.keys.astype(np.int64)), _pack(keys)
+        order = np.argsort(mine, kind="stable")
+        position = np.minimum(np.searchsorted(mine[order], theirs), len(self) - 1)
+        return np.where(finite & (mine[order][position] == theirs), order[position], -1)
+
     def crop_box(self, lower: np.ndarray, upper: np.ndarray) -> VoxelArrays:
         """Voxels whose centre lies in the axis-aligned box [lower, upper] (metres, map frame)."""
         centers = self.centers
@@ -62,3 +74,10 @@ class VoxelArrays:
     def crop_radius(self, center: np.ndarray, radius: float) -> VoxelArrays:
         """Voxels whose centre lies within `radius` metres of `center`."""
         return self.select(np.linalg.norm(self.centers - np.asarray(center, np.float32), axis=1) <= radius)
+
+
+def _pack(keys: np.ndarray) -> np.ndarray:
+    """(N, 3) int64 voxel keys → one int64 each, order-preserving per axis (keys beyond ±2**20 alias;
+    maps never hold those: 2**20 voxels of 2 cm is 21 km)."""
+    offset = keys + (1 << 20)
+    return (offset[:, 0] << 42) | (offset[:, 1] << 21) | offset[:, 2]
