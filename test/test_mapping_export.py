@@ -7,7 +7,7 @@ import pytest
 from conftest import cdr_roundtrip
 
 from seg_perception.io.pointcloud import cloud_to_array, unpack_rgb
-from seg_perception.labels import load_label_set
+from seg_perception.labels import LabelClass, LabelSet, load_label_set
 from seg_perception.mapping.errors import MappingError
 from seg_perception.mapping.export import load_voxels, save_voxels, voxels_to_cloud, voxels_to_msg, write_point_cloud
 from seg_perception.mapping.voxels import VoxelArrays
@@ -110,3 +110,24 @@ def test_lookup_finds_the_voxel_of_each_point():
     points = np.array([[0.1, 0.2, 0.3], [-0.01, 1.4, 1.99], [2.49, -2.5, 0.0], [9.0, 9.0, 9.0], [np.nan, 0, 0]])
     assert voxels.lookup(points).tolist() == [0, 1, 2, -1, -1]
     assert voxels.select(np.zeros(4, bool)).lookup(points).tolist() == [-1] * 5
+
+
+def test_saved_map_loads_back_identically_and_keeps_fusing_alike(tmp_path):
+    from seg_perception.mapping import SemanticVoxelMap, load_map, save_map
+
+    rng = np.random.default_rng(4)
+    original = SemanticVoxelMap(5, 0.25, radius=30.0, miss_log_odds=-0.7)
+    for scan in range(3):
+        points = rng.uniform(-10, 10, (2000, 3))
+        original.integrate(points, rng.integers(0, 5, 2000), stamp_ns=scan * 10**8, origin=np.zeros(3))
+    five = LabelSet("five", tuple(LabelClass(i, f"c{i}", (i, i, i)) for i in range(5)))
+    path = save_map(tmp_path / "map.npz", original, five)
+    loaded, label_set = load_map(path)
+    assert label_set.name == "five" and loaded.parameters() == original.parameters()
+    for name in ("keys", "log_probs", "observations", "last_seen_ns", "occupancy"):
+        np.testing.assert_array_equal(getattr(loaded.voxels(), name), getattr(original.voxels(), name))
+    points = rng.uniform(-10, 10, (2000, 3))
+    labels = rng.integers(0, 5, 2000)
+    for semantic_map in (original, loaded):
+        semantic_map.integrate(points, labels, stamp_ns=10**9, origin=np.zeros(3))
+    np.testing.assert_array_equal(loaded.voxels().log_probs, original.voxels().log_probs)

@@ -115,3 +115,22 @@ def load_voxels(path: str | Path) -> tuple[VoxelArrays, LabelSet | None, dict[st
         raise MappingError(f"{path} has format {document.get('format')!r}; this version reads {FILE_FORMAT!r}")
     label_set = LabelSet.from_dict(document["label_set"]) if document["label_set"] else None
     return VoxelArrays(float(document["voxel_size"]), **arrays), label_set, document["params"]
+
+
+def save_map(path: str | Path, semantic_map: Any, label_set: LabelSet | None = None) -> Path:
+    """Save a SemanticVoxelMap with its parameters; `load_map` rebuilds it exactly."""
+    return save_voxels(path, semantic_map.voxels(), label_set=label_set, params=semantic_map.parameters())
+
+
+def load_map(path: str | Path, **overrides: Any) -> tuple[Any, LabelSet | None]:
+    """(SemanticVoxelMap, label set or None) from a `save_map` file; `overrides` replace saved parameters
+    (e.g. backend="torch", device="cuda").
+
+    Raises:
+        MappingError: an unreadable file, or contents the map refuses.
+    """
+    from .voxel_map import SemanticVoxelMap
+
+    voxels, label_set, params = load_voxels(path)
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}  # JSON made tuples lists
+    return SemanticVoxelMap.from_voxels(voxels, **{**params, **overrides}), label_set

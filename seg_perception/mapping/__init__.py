@@ -1,0 +1,25 @@
+"""3-D semantic mapping: LiDAR points labelled through the camera (with occlusion), fused over time
+into a bounded semantic voxel map, queried and exported.
+
+Needs numpy and numba; torch for the GPU backend and open3d for PLY/PCD, each imported when used.
+"""
+from .errors import MappingError
+from .export import (
+    load_map,
+    load_voxels,
+    save_map,
+    save_voxels,
+    voxel_colors,
+    voxels_to_cloud,
+    voxels_to_msg,
+    write_point_cloud,
+)
+from .projection import BEHIND, INVALID, LABELLED, OCCLUDED, OUTSIDE, PointLabels, deskew, label_points
+from .voxel_map import SemanticVoxelMap
+from .voxels import VoxelArrays
+
+__all__ = [
+    "BEHIND", "INVALID", "LABELLED", "OCCLUDED", "OUTSIDE", "MappingError", "PointLabels", "SemanticVoxelMap",
+    "VoxelArrays", "deskew", "label_points", "load_map", "load_voxels", "save_map", "save_voxels", "voxel_colors",
+    "voxels_to_cloud", "voxels_to_msg", "write_point_cloud",
+]
