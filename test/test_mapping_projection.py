@@ -436,3 +436,9 @@ def test_deskew_single_time_uses_one_pose():
 def test_deskew_bad_arguments_raise_mapping_error(points, offsets, pose_at, slices, match):
     with pytest.raises(MappingError, match=match):
         deskew(points, offsets, START_NS, pose_at or moving_poses(), START_NS, slices=slices)
+
+
+def test_missing_transform_is_a_mapping_error_not_a_crash():
+    camera = CameraModel(64, 48, [[50, 0, 32], [0, 50, 24], [0, 0, 1]])
+    with pytest.raises(MappingError, match=r"T_camera_lidar has shape \(\); \(4, 4\) rigid transforms expected"):
+        label_points(np.zeros((3, 3)), None, camera, np.zeros((48, 64), np.uint8))
