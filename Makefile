@@ -54,10 +54,8 @@ build: setup
 test: build
 	@$(ROS_ENV) set +u; source install/setup.bash; set -u; SEG_PERCEPTION_REQUIRE_ROS=1 $(PY) -m pytest test
 
-demo:
-	@echo "make demo: not available yet. The replay demo (simulate a drive, segment it, print the report)"
-	@echo "arrives with the pipeline and rosbag replay work (issue #7). Until then: make test."
-	@exit 2
+demo: $(VENV)/.python
+	@$(PY) -m seg_perception demo --out out/demo
 
 clean:
 	rm -rf build install log

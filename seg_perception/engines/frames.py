@@ -113,7 +113,8 @@ class Preprocessor:
                 out_size = (box_h, box_w) if value.width >= box_w and value.height >= box_h else None
                 value = value.voxel_grid(self.event_bins, out_size)
             return torch.from_numpy(np.ascontiguousarray(value, np.float32)).to(self.device)[None]
-        tensor = torch.from_numpy(np.ascontiguousarray(value)).to(self.device, non_blocking=True)
+        array = np.ascontiguousarray(value)  # a message's buffer is read-only; torch wants writable memory
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy()).to(self.device, non_blocking=True)
         if modality == "rgb":
             rgb = tensor.permute(2, 0, 1)[None]  # a channels_last view, what uint8 resizing wants
             return rgb if self.device.type == "cpu" else rgb.float()  # CUDA resizes floats only

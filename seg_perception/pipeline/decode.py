@@ -66,7 +66,9 @@ class MessageDecoder:
             return image
         if role == "events":
             if hasattr(msg, "encoding") and hasattr(msg, "events"):  # event_camera_msgs/EventPacket
-                return packet_to_events(msg, self._evt3.setdefault(topic, Evt3Decoder()))
+                if topic not in self._evt3:
+                    self._evt3[topic] = Evt3Decoder(int(msg.width), int(msg.height))
+                return packet_to_events(msg, self._evt3[topic])
             return event_array_to_events(msg)
         if role == "lidar":
             cloud = cloud_to_array(msg)

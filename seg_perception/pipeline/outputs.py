@@ -1,0 +1,57 @@
+"""A frame's results as ROS messages (either message world): what the nodes publish and replay records."""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from seg_perception.io import MessageFactory, RosbagsFactory, array_to_image, make_header
+
+OVERLAY_ALPHA = 0.5
+# Output topics, relative to the node's namespace (replay records them under /seg_perception).
+TOPICS = {"labels": "labels", "color": "color", "overlay": "overlay", "confidence": "confidence",
+          "info": "info", "label_set": "label_set", "voxel_map": "voxel_map", "voxel_cloud": "voxel_cloud"}
+
+
+def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The camera image with the class colours blended over it (same size as the labels)."""
+    if rgb.shape[:2] != color.shape[:2]:
+        rgb = cv2.resize(rgb, color.shape[1::-1], interpolation=cv2.INTER_AREA)
+    return cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, color, alpha, 0.0)
+
+
+def image_messages(rgb: np.ndarray, segmentation: Any, label_set: Any, *, stamp_ns: int, frame_id: str,
+                   factory: MessageFactory | None = None) -> dict[str, Any]:
+    """labels (mono8, or mono16 above 255 classes), color and overlay (rgb8), confidence (32FC1)."""
+    factory = factory or RosbagsFactory()
+    labels = segmentation.labels
+    color = label_set.colorize(labels)
+    common = {"header": make_header(factory, stamp_ns, frame_id), "factory": factory}
+    return {
+        "labels": array_to_image(labels, "mono8" if labels.dtype == np.uint8 else "mono16", **common),
+        "color": array_to_image(color, "rgb8", **common),
+        "overlay": array_to_image(overlay(rgb, color), "rgb8", **common),
+        "confidence": array_to_image(np.ascontiguousarray(segmentation.confidence, np.float32), "32FC1", **common),
+    }
+
+
+def info_message(segmenter: Any, segmentation: Any, timing: dict[str, float], *, stamp_ns: int, frame_id: str,
+                 given: tuple[str, ...], input_size: tuple[int, int], latency_ms: float = 0.0,
+                 frames_dropped: int = 0, factory: MessageFactory | None = None) -> Any:
+    """seg_perception/msg/SegmentationInfo for one frame."""
+    factory = factory or RosbagsFactory()
+    spec, config = segmenter.spec, segmenter.config
+    height, width = segmentation.labels.shape
+    stages = [factory.make("seg_perception/msg/StageTiming", stage=name, duration_ms=float(ms))
+              for name, ms in timing.items()]
+    return factory.make(
+        "seg_perception/msg/SegmentationInfo", header=make_header(factory, stamp_ns, frame_id),
+        model_id=segmenter.source.model_id, label_set=segmenter.label_set.name, num_classes=config.num_classes,
+        modalities=[m for m in config.modalities if m in given],
+        missing_modalities=[m for m in config.modalities if m not in given],
+        backend=segmenter.backend_name, device=segmenter.device, precision=spec.precision,
+        input_width=input_size[0], input_height=input_size[1], model_width=spec.width, model_height=spec.height,
+        output_width=width, output_height=height, refine_k=spec.k,
+        refined_fraction=float(segmentation.refined.mean()), mean_confidence=float(segmentation.confidence.mean()),
+        stages=stages, latency_ms=float(latency_ms), frames_dropped=int(frames_dropped))

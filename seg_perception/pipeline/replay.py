@@ -1,0 +1,289 @@
+"""Replaying bags through the pipeline: synchronise, segment, label and fuse, record an output bag,
+and score against ground truth.
+
+Every frame is processed in order (deterministic) unless `realtime`, which plays the bag at its own
+rate into the live scheduler, as a node would see it, and counts the frames it drops.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from seg_perception.evaluation import EvaluationReport
+from seg_perception.io import BagError, BagWriter, ConversionError, TransformBuffer, read_messages, stamp_to_ns
+from seg_perception.io.labels import label_set_to_msg
+from seg_perception.mapping import SemanticVoxelMap, voxels_to_cloud, voxels_to_msg
+
+from .config import PipelineConfig
+from .decode import MessageDecoder
+from .outputs import image_messages, info_message, overlay
+from .perception import FrameResult, Perception
+from .schedulers import LiveScheduler, ReplayScheduler
+from .sync import FrameBundle, Synchronizer
+
+log = logging.getLogger(__name__)
+OUTPUT_NAMESPACE = "/seg_perception"
+PARTNERS = ("thermal", "lidar", "labels")  # synchronised to the RGB frames, each with its own slop
+MAP_EVERY_FRAMES = 10  # the voxel map is recorded every this many frames and at the end
+
+
+@dataclass
+class ReplayOptions:
+    """realtime: play at the bag's rate into the live scheduler; record: write the output bag;
+    progress: show a progress bar."""
+
+    realtime: bool = False
+    record: bool = True
+    progress: bool = False
+
+
+def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, options: ReplayOptions | None = None,
+               *, segmenter: Any = None) -> EvaluationReport:
+    """Replay one bag; the output bag goes to `out_dir/<bag name>` and worst-frame overlays next to it.
+
+    Args:
+        segmenter: an engines.Segmenter to reuse (default: one built from `config`).
+
+    Raises:
+        BagError: the bag is unreadable or lacks the RGB topic (optional topics that are absent are
+            skipped and reported).
+    """
+    from seg_perception.engines import Segmenter
+
+    options = options or ReplayOptions()
+    bag, out_dir = Path(bag), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segmenter = segmenter or Segmenter(config.model, backend=config.backend, device=config.device,
+                                       precision=config.precision)
+    label_set = segmenter.label_set
+    report = EvaluationReport(label_set)
+    roles = _present_roles(bag, config, report)
+    transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
+    semantic_map = None
+    if config.mapping.enabled and "lidar" in roles:
+        semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size, radius=config.mapping.radius,
+                                        max_voxels=config.mapping.max_voxels)
+    perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
+    run = _Run(bag, out_dir, config, options, perception, report)
+    if options.record:
+        run.open_writer()
+    try:
+        run.play(roles)
+    finally:
+        run.close()
+    return report
+
+
+def _present_roles(bag: Path, config: PipelineConfig, report: EvaluationReport) -> dict[str, str]:
+    """topic → role for the configured topics the bag has; a missing RGB topic is an error, others are skipped."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+
+    from seg_perception.io import default_typestore
+
+    if not bag.exists():
+        raise BagError(f"bag {bag} does not exist")
+    try:
+        with AnyReader([bag], default_typestore=default_typestore()) as reader:
+            present = {c.topic for c in reader.connections}
+    except AnyReaderError as exc:
+        raise BagError(f"cannot read {bag}: {exc}") from None
+    roles = {topic: role for role, topic in config.topics.items() if topic}
+    if config.topics["rgb"] not in present:
+        raise BagError(f"{bag} has no RGB topic {config.topics['rgb']!r} (set topics.rgb); topics there: "
+                       f"{sorted(present)}")
+    for topic, role in list(roles.items()):
+        if topic not in present:
+            log.warning("%s: no %s topic %s; replaying without it", bag.name, role, topic)
+            report.count_skipped(f"topic absent: {topic}", 0)
+            del roles[topic]
+    return roles
+
+
+class _Run:
+    """The state of one bag's replay."""
+
+    def __init__(self, bag: Path, out_dir: Path, config: PipelineConfig, options: ReplayOptions, perception: Perception,
+                 report: EvaluationReport) -> None:
+        self.bag, self.out_dir, self.config, self.options = bag, out_dir, config, options
+        self.perception, self.report = perception, report
+        self.segmenter = perception.segmenter
+        self.decoder = MessageDecoder()
+        slop = {role: int(config.slop_ms.get(role, 50.0) * 1e6) for role in PARTNERS}
+        self.partners = {role: slop[role] for role in PARTNERS if config.topics.get(role)}
+        self.sync: Synchronizer | None = None
+        self.writer: BagWriter | None = None
+        self.frames = 0
+        self.overlays: dict[int, Path] = {}
+
+    def open_writer(self) -> None:
+        path = self.out_dir / self.bag.name.removesuffix(".mcap").removesuffix(".bag")
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        self.writer = BagWriter(path, "mcap").__enter__()
+        self.writer.write(f"{OUTPUT_NAMESPACE}/label_set", label_set_to_msg(self.segmenter.label_set), 0, latched=True)
+
+    def play(self, roles: dict[str, str]) -> None:
+        by_role = {role: topic for topic, role in roles.items()}
+        sensor = _event_sensor(self.bag, by_role["events"]) if "events" in by_role else None
+        self.sync = Synchronizer({r: s for r, s in self.partners.items() if r in by_role},
+                                 events_window_ns=int(self.config.events_window_ms * 1e6), event_sensor=sensor,
+                                 wait_ns=int(self.config.wait_ms * 1e6))
+        kind = LiveScheduler if self.options.realtime else ReplayScheduler
+        scheduler = kind(self.perception.process, on_result=self._record, on_error=self._failed)
+        messages = read_messages(self.bag, topics=list(roles))
+        if self.options.progress:
+            from tqdm import tqdm
+
+            messages = tqdm(messages, desc=self.bag.name, unit="msg", leave=False)
+        started, first_log, newest = time.monotonic_ns(), None, 0
+        for message in messages:
+            role = roles[message.topic]
+            if self.options.realtime:  # play at the recording's rate, as a node would receive it
+                first_log = message.log_time_ns if first_log is None else first_log
+                delay = (message.log_time_ns - first_log) - (time.monotonic_ns() - started)
+                if delay > 0:
+                    time.sleep(delay / 1e9)
+            try:
+                payload = self.decoder.decode(role, message.msg, message.topic)
+            except ConversionError as exc:
+                self.report.count_skipped(f"{role} on {message.topic}: {_reason(exc)}")
+                continue
+            stamp = stamp_to_ns(message.msg.header.stamp) if hasattr(message.msg, "header") else message.log_time_ns
+            newest = max(newest, stamp)
+            if role == "rgb":
+                self.sync.add_rgb(stamp, payload)
+            elif role in self.partners:
+                self.sync.add(role, stamp, payload)
+            elif role == "events":
+                self.sync.add_events(payload)
+            elif role == "camera_info":
+                self.perception.camera = payload
+            else:
+                self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
+            for bundle in self.sync.ready(newest):
+                scheduler.submit(bundle)
+        for bundle in self.sync.flush():
+            scheduler.submit(bundle)
+        scheduler.close(timeout=60.0)
+        self.report.count_dropped(scheduler.stats["dropped"])
+
+    def _failed(self, bundle: FrameBundle, exc: Exception) -> None:
+        """A frame whose processing raised (bad input, engine failure): counted and skipped."""
+        self.report.count_skipped(f"frame failed: {_reason(exc)}")
+
+    def _record(self, bundle: FrameBundle, result: FrameResult) -> None:
+        index = self.frames
+        self.frames += 1
+        self.report.count_frame(result.timing)
+        for note in result.notes:
+            self.report.count_skipped(note.split(":")[0])
+        segmentation = result.segmentation
+        truth = bundle.extras.get("labels")
+        if truth is not None:
+            record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
+                                             stamp_ns=bundle.stamp_ns, index=index)
+            if record is not None:
+                path = self.out_dir / "overlays" / f"{self.bag.name}-{index:05d}.png"
+                path.parent.mkdir(exist_ok=True)
+                image = overlay(bundle.rgb, self.segmenter.label_set.colorize(segmentation.labels))
+                cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                record.overlay = str(path.relative_to(self.out_dir))
+        if self.writer is not None:
+            self._write(bundle, result, index)
+
+    def _write(self, bundle: FrameBundle, result: FrameResult, index: int) -> None:
+        stamp = bundle.stamp_ns
+        camera = self.perception.camera
+        frame_id = camera.frame_id if camera is not None else ""
+        for name, msg in image_messages(bundle.rgb, result.segmentation, self.segmenter.label_set, stamp_ns=stamp,
+                                        frame_id=frame_id).items():
+            self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, stamp)
+        given = tuple(m for m in ("rgb", "thermal", "events") if getattr(bundle, m) is not None)
+        height, width = bundle.rgb.shape[:2]
+        self.writer.write(f"{OUTPUT_NAMESPACE}/info", info_message(
+            self.segmenter, result.segmentation, result.timing, stamp_ns=stamp, frame_id=frame_id, given=given,
+            input_size=(width, height)), stamp)
+        if self.perception.semantic_map is not None and index % MAP_EVERY_FRAMES == 0:
+            self._write_map(stamp)
+        self.last_stamp = stamp
+
+    def _write_map(self, stamp: int) -> None:
+        semantic_map, config = self.perception.semantic_map, self.config.mapping
+        voxels = semantic_map.voxels()
+        self.writer.write(f"{OUTPUT_NAMESPACE}/voxel_map", voxels_to_msg(
+            voxels, label_set_name=self.segmenter.label_set.name, stamp_ns=stamp, frame_id=config.map_frame,
+            radius=config.radius, max_voxels=config.max_voxels), stamp)
+        self.writer.write(f"{OUTPUT_NAMESPACE}/voxel_cloud", voxels_to_cloud(
+            voxels, self.segmenter.label_set, stamp_ns=stamp, frame_id=config.map_frame), stamp)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            if self.perception.semantic_map is not None and self.frames:
+                self._write_map(self.last_stamp)
+            self.writer.__exit__(None, None, None)
+
+
+def _event_sensor(bag: Path, topic: str) -> tuple[int, int] | None:
+    """(width, height) of the event camera, from the first message on its topic (None: no message)."""
+    for message in read_messages(bag, topics=[topic]):
+        return int(message.msg.width), int(message.msg.height)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, countable reason: the message's first clause."""
+    return str(exc).split(";")[0][:120]
+
+
+
+def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, options: ReplayOptions | None = None,
+           *, workers: int = 1) -> EvaluationReport:
+    """Replay several bags (in `workers` processes) and merge their reports exactly; writes the merged
+    report (report.json, report.md, plots) to `out_dir`.
+
+    A bag that cannot be replayed is reported (logged and counted as skipped) and the others go on.
+    """
+    out_dir = Path(out_dir)
+    options = options or ReplayOptions()
+    reports: list[EvaluationReport] = []
+    failures: dict[str, str] = {}
+    if workers > 1 and len(bags) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(bags)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options) for bag in bags}
+            for bag, future in futures.items():
+                try:
+                    reports.append(EvaluationReport.from_dict(future.result()))
+                except (BagError, ValueError, RuntimeError) as exc:
+                    failures[bag] = str(exc)
+    else:
+        from seg_perception.engines import Segmenter
+
+        segmenter = Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision)
+        for bag in bags:
+            try:
+                reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter))
+            except (BagError, ValueError, RuntimeError) as exc:
+                failures[str(bag)] = str(exc)
+    if not reports:
+        raise BagError("no bag could be replayed: " + "; ".join(f"{b}: {e}" for b, e in failures.items()))
+    merged = EvaluationReport.merge(reports)
+    for bag, error in failures.items():
+        log.error("%s was not replayed: %s", bag, error)
+        merged.count_skipped(f"bag not replayed: {Path(bag).name}")
+    merged.write(out_dir)
+    return merged
+
+
+def _replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
+    """A worker process's replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
+    return replay_bag(bag, config, out_dir, options).to_dict()
