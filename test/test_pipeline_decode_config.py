@@ -56,5 +56,8 @@ def test_config_defaults_overrides_and_errors(tmp_path):
     path.write_text("topics:\n  radar: /r\n")
     with pytest.raises(ConfigError, match=r"topics: unknown key\(s\) \['radar'\]"):
         PipelineConfig.load(path)
+    path.write_text("topics:\n  thermal: /camera/labels\n")
+    with pytest.raises(ConfigError, match=r"topic\(s\) \['/camera/labels'\] are given more than one role"):
+        PipelineConfig.load(path)
     with pytest.raises(ConfigError, match="cannot read"):
         PipelineConfig.load(tmp_path / "missing.yaml")

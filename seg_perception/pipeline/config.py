@@ -51,6 +51,10 @@ class PipelineConfig:
         if "topics" in values:
             _check_keys(values["topics"], set(DEFAULT_TOPICS), f"{where}: topics")
             values["topics"] = {**DEFAULT_TOPICS, **values["topics"]}
+            used = [t for t in values["topics"].values() if t]
+            twice = sorted({t for t in used if used.count(t) > 1})
+            if twice:
+                raise ConfigError(f"{where}: topic(s) {twice} are given more than one role; one role a topic")
         if "mapping" in values:
             _check_keys(values["mapping"], {f.name for f in fields(MappingConfig)}, f"{where}: mapping")
             values["mapping"] = MappingConfig(**values["mapping"])

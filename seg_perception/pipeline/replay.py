@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
     roles = _present_roles(bag, config, report)
     transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
     semantic_map = None
-    if config.mapping.enabled and "lidar" in roles:
+    if config.mapping.enabled and "lidar" in roles.values():
         semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size, radius=config.mapping.radius,
                                         max_voxels=config.mapping.max_voxels)
     perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
@@ -143,6 +144,10 @@ class _Run:
 
             messages = tqdm(messages, desc=self.bag.name, unit="msg", leave=False)
         started, first_log, newest = time.monotonic_ns(), None, 0
+        # A bundle waits until /tf covers its whole LiDAR sweep (which ends after the image stamp), so
+        # that deskewing interpolates instead of failing to extrapolate.
+        waiting: deque[FrameBundle] = deque()
+        newest_tf = -1 if "tf" in by_role else 1 << 62
         for message in messages:
             role = roles[message.topic]
             if self.options.realtime:  # play at the recording's rate, as a node would receive it
@@ -167,10 +172,14 @@ class _Run:
                 self.perception.camera = payload
             else:
                 self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
-            for bundle in self.sync.ready(newest):
-                scheduler.submit(bundle)
-        for bundle in self.sync.flush():
-            scheduler.submit(bundle)
+                if role == "tf":
+                    newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
+            waiting.extend(self.sync.ready(newest))
+            while waiting and _sweep_end(waiting[0]) <= newest_tf:
+                scheduler.submit(waiting.popleft())
+        waiting.extend(self.sync.flush())
+        while waiting:
+            scheduler.submit(waiting.popleft())
         scheduler.close(timeout=60.0)
         self.report.count_dropped(scheduler.stats["dropped"])
 
@@ -228,6 +237,14 @@ class _Run:
             if self.perception.semantic_map is not None and self.frames:
                 self._write_map(self.last_stamp)
             self.writer.__exit__(None, None, None)
+
+
+def _sweep_end(bundle: FrameBundle) -> int:
+    """The stamp up to which a bundle needs transforms: its LiDAR sweep's last point, else its image."""
+    sweep = bundle.lidar
+    if sweep is None or not len(sweep.time_offset_ns):
+        return bundle.stamp_ns
+    return max(bundle.stamp_ns, sweep.stamp_ns + int(sweep.time_offset_ns.max()))
 
 
 def _event_sensor(bag: Path, topic: str) -> tuple[int, int] | None:
