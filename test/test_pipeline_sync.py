@@ -1,6 +1,8 @@
 """The approximate-time synchroniser: hand-computed pairings, readiness, robustness, event windows."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -218,7 +220,7 @@ def test_event_windows_equal_a_numpy_filter() -> None:
         expected = events[(events["t"] >= t0 - window) & (events["t"] <= t0)]
         assert isinstance(b.events, EventWindow)
         assert b.events.events.dtype == EVENT_DTYPE
-        assert b.events.events.tobytes() == expected.tobytes()
+        assert b.events.events.tolist() == expected.tolist()
         assert (b.events.t_start_ns, b.events.t_end_ns, b.events.width, b.events.height) == (t0 - window, t0, 7, 5)
 
 
@@ -279,6 +281,7 @@ def test_flush_emits_everything_pending_with_what_is_buffered() -> None:
 
 def test_buffers_stay_bounded_on_a_long_run() -> None:
     sync = Synchronizer({"thermal": 30 * MS, "lidar": 60 * MS}, event_sensor=(7, 5))
+    most: dict[str, int] = {}
     for k in range(2000):
         t = k * 10 * MS
         sync.add("thermal", t + 3 * MS, k)
@@ -288,10 +291,12 @@ def test_buffers_stay_bounded_on_a_long_run() -> None:
         if k % 3 == 0:
             sync.add_rgb(t, k)
         sync.ready()
-    held = sync.buffered()
+        most = {name: max(n, most.get(name, 0)) for name, n in sync.buffered().items()}
     assert sync.stats["emitted"] > 600
-    assert held["rgb"] <= 2 and held["thermal"] <= 10 and held["lidar"] <= 3
-    assert held["events"] <= 10 * 12  # a 50 ms window plus the chunks up to the newest, 10 events per chunk
+    # The last emitted frame lags the newest stamp by < 120 ms (the wait for the next LiDAR sweep), so:
+    # <= 4 frames at 30 ms; thermal from 30 ms before that frame to the newest, < 150 ms at 10 ms; LiDAR at
+    # 100 ms within 60 ms before it to the newest; events of its 50 ms window and the < 120 ms after, 1 per ms.
+    assert most["rgb"] <= 4 and most["thermal"] <= 15 and most["lidar"] <= 2 and most["events"] <= 170
 
 
 def test_a_dead_rgb_camera_caps_the_partner_buffers() -> None:
@@ -346,12 +351,23 @@ def test_events_of_another_layout_are_converted() -> None:
 # --- reordered arrival gives the same bundles as ordered arrival -----------------------------------------
 
 SPAN = 10 * MS  # event chunk length
-SLOPS = {"thermal": 40 * MS, "lidar": 60 * MS, "labels": 0}
+# The thermal slop admits two candidates now and then, so the choice between them is exercised.
+SLOPS = {"thermal": 70 * MS, "lidar": 60 * MS, "labels": 0}
+
+
+@dataclass
+class Recording:
+    arrivals: list[tuple[str, int, object]]  # messages in arrival order
+    ordered: list[tuple[str, int, object]]  # the same messages in stamp order
+    max_delay: int
+    streams: dict[str, int]
+    events: bool
 
 
 @st.composite
-def recordings(draw: st.DrawFn) -> tuple[list[tuple[int, int, tuple[str, int, object]]], int]:
-    """(key stamp, index, message) of a short multi-sensor recording, with missing and repeated messages."""
+def recordings(draw: st.DrawFn) -> Recording:
+    """A short recording of a random subset of the sensors, with missing and repeated messages, arriving
+    each after a random delay in [0, max_delay]."""
     def stream(name: str, period_ms: int, jitter_ms: int, count: int) -> list[tuple[str, int, object]]:
         phase = draw(st.integers(0, period_ms * MS))
         jitter = draw(st.lists(st.integers(0, jitter_ms * MS), min_size=count, max_size=count))
@@ -360,44 +376,49 @@ def recordings(draw: st.DrawFn) -> tuple[list[tuple[int, int, tuple[str, int, ob
                          if kept or name == "rgb" and k % 4})
         return [(name, s, (name, s)) for s in stamps]
 
+    streams = {name: SLOPS[name] for name in draw(st.sets(st.sampled_from(sorted(SLOPS))))}
+    with_events = draw(st.booleans())
     rgb = stream("rgb", 100, 8, 15)
-    thermal = stream("thermal", 111, 20, 14)
-    lidar = stream("lidar", 200, 3, 8)
-    labels = [("labels", s, ("labels", s)) for _, s, _ in rgb if draw(st.booleans())]
-    repeats = [m for m in rgb + thermal if draw(st.integers(0, 9)) == 0]
-    chunk_times = draw(st.lists(st.lists(st.integers(0, SPAN - 1), min_size=1, max_size=6), min_size=180,
-                                max_size=180))
-    events = [("events", (c + 1) * SPAN - 1, make_events(sorted(c * SPAN + np.array(offsets))))
-              for c, offsets in enumerate(chunk_times)]
-    messages = rgb + thermal + lidar + labels + repeats + events
+    messages = list(rgb)
+    if "thermal" in streams:
+        messages += stream("thermal", 111, 20, 14)
+    if "lidar" in streams:
+        messages += stream("lidar", 200, 3, 8)
+    if "labels" in streams:
+        messages += [("labels", s, ("labels", s)) for _, s, _ in rgb if draw(st.booleans())]
+    messages += [m for m in messages if m[0] in ("rgb", "thermal") and draw(st.integers(0, 9)) == 0]
+    if with_events:
+        chunk_times = draw(st.lists(st.lists(st.integers(0, SPAN - 1), min_size=1, max_size=6), min_size=180,
+                                    max_size=180))
+        # Keyed by the chunk's end: a chunk is sent once its span is over.
+        messages += [("events", (c + 1) * SPAN - 1, make_events(sorted(c * SPAN + np.array(offsets))))
+                     for c, offsets in enumerate(chunk_times)]
     max_delay = draw(st.integers(0, 80)) * MS
     delays = draw(st.lists(st.integers(0, max_delay), min_size=len(messages), max_size=len(messages)))
-    arrivals = sorted(((m[1] + d, i, m) for i, (m, d) in enumerate(zip(messages, delays))), key=lambda a: a[:2])
-    return arrivals, max_delay
+    arrivals = [m for _, _, m in sorted((m[1] + d, i, m) for i, (m, d) in enumerate(zip(messages, delays)))]
+    ordered = [m for _, _, m in sorted((m[1], i, m) for i, m in enumerate(messages))]
+    return Recording(arrivals, ordered, max_delay, streams, with_events)
 
 
-def run_recording(messages: list[tuple[str, int, object]], max_delay: int) -> tuple[list[FrameBundle], Synchronizer]:
-    sync = Synchronizer(SLOPS, event_sensor=(7, 5), max_delay_ns=max_delay + SPAN,
-                        wait_ns=max(SLOPS.values()) + max_delay + SPAN + 5 * MS)
+def run_recording(recording: Recording, messages: list[tuple[str, int, object]]) -> tuple[list[FrameBundle],
+                                                                                          Synchronizer]:
+    # Messages of a stream arrive at most max_delay + SPAN (stamp time) behind newer ones of that stream.
+    sync = Synchronizer(recording.streams, event_sensor=(7, 5) if recording.events else None,
+                        max_delay_ns=recording.max_delay + SPAN,
+                        wait_ns=max(SLOPS.values()) + recording.max_delay + SPAN + 5 * MS)
     return feed(sync, messages) + sync.flush(), sync
 
 
 def bundle_key(b: FrameBundle) -> tuple:
-    events = None if b.events is None else (b.events.events.tobytes(), b.events.t_start_ns, b.events.t_end_ns)
+    events = None if b.events is None else (b.events.events.tolist(), b.events.t_start_ns, b.events.t_end_ns)
     return b.stamp_ns, b.rgb, b.thermal, b.lidar, b.extras, b.offsets_ns, events
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(recordings())
-def test_reordered_arrival_within_max_delay_gives_the_bundles_of_ordered_arrival(
-        recording: tuple[list[tuple[int, int, tuple[str, int, object]]], int]) -> None:
-    arrivals, max_delay = recording
-    ordered = [m for _, _, m in sorted(arrivals, key=lambda a: (a[2][1], a[1]))]
-    reordered = [m for _, _, m in arrivals]
-    expected, _ = run_recording(ordered, max_delay)
-    got, sync = run_recording(reordered, max_delay)
+def test_reordered_arrival_within_max_delay_gives_the_bundles_of_ordered_arrival(recording: Recording) -> None:
+    expected, _ = run_recording(recording, recording.ordered)
+    got, sync = run_recording(recording, recording.arrivals)
     assert [bundle_key(b) for b in got] == [bundle_key(b) for b in expected]
     # Only the deliberately repeated RGB and thermal messages may arrive after their frame went out.
-    assert sync.stats["late_lidar"] == sync.stats["late_labels"] == sync.stats["late_events"] == 0
-    # Only the deliberately repeated RGB and thermal messages may arrive after their frame went out.
-    assert sync.stats["late_lidar"] == sync.stats["late_labels"] == sync.stats["late_events"] == 0
+    assert sum(sync.stats.get(f"late_{name}", 0) for name in ("lidar", "labels", "events")) == 0

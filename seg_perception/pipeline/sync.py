@@ -240,11 +240,6 @@ class Synchronizer:
         for name in optional:
             self.stats.update({f"unmatched_{name}": 0, f"overflow_{name}": 0})
 
-    @property
-    def streams(self) -> dict[str, int]:
-        """Partner stream name → slop (ns)."""
-        return {name: buffer.slop_ns for name, buffer in self._partners.items()}
-
     def buffered(self) -> dict[str, int]:
         """What is held now: pending RGB frames ("rgb"), messages per partner stream, events ("events")."""
         out = {ANCHOR: len(self._anchors), **{name: len(b.stamps) for name, b in self._partners.items()}}
@@ -294,7 +289,8 @@ class Synchronizer:
         """Add a chunk of events (EVENT_DTYPE, any size; an empty chunk is ignored).
 
         Chunks should come in time order; an unsorted chunk is sorted, and events at or before the
-        last emitted frame count the chunk as late (a bundle already went out without them).
+        last emitted frame count the chunk as late (a bundle already went out without them). The
+        chunk is kept by reference until no window needs it: do not modify it after adding it.
 
         Raises:
             SyncError: no event stream was configured, or the array is not a 1-D array with the
