@@ -1,6 +1,7 @@
 """Label sets: class ids, names and colours, loaded from one YAML per set in config/labels/."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,21 @@ class LabelSet:
         raise LabelSetError(f"label set {self.name!r} has no class {name!r}; classes: {', '.join(self.names)}")
 
     def palette(self) -> np.ndarray:
-        """(65536, 3) uint8 lookup table id → colour; unknown ids and the ignore id are black."""
+        """(65536, 3) uint8 lookup table id → colour (read-only); unknown ids and the ignore id are black."""
+        return self._palette
+
+    @functools.cached_property
+    def _palette(self) -> np.ndarray:
+        # Built once per label set: it is looked up for every published frame.
         table = np.zeros((65536, 3), np.uint8)
         for c in self.classes:
             table[c.id] = c.color
+        table.flags.writeable = False
         return table
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """Label image (uint8/uint16) → RGB image."""
-        return self.palette()[labels]
+        return self._palette[labels]
 
     def to_dict(self) -> dict[str, Any]:
         return {

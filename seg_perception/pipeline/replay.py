@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from seg_perception.evaluation import EvaluationReport
 from seg_perception.io import BagError, BagWriter, ConversionError, TransformBuffer, read_messages, stamp_to_ns
@@ -63,7 +64,11 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
                                        precision=config.precision)
     label_set = segmenter.label_set
     report = EvaluationReport(label_set)
-    roles = _present_roles(bag, config, report)
+    # Only what this run uses: a model without thermal input need not decode the thermal topic.
+    unused = {m for m in ("thermal", "events") if m not in segmenter.config.modalities}
+    if not config.mapping.enabled:
+        unused.add("lidar")
+    roles = {t: r for t, r in _present_roles(bag, config, report).items() if r not in unused}
     transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
     semantic_map = None
     if config.mapping.enabled and "lidar" in roles.values():
@@ -119,7 +124,7 @@ class _Run:
         self.sync: Synchronizer | None = None
         self.writer: BagWriter | None = None
         self.frames = 0
-        self.overlays: dict[int, Path] = {}
+        self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
 
     def open_writer(self) -> None:
         path = self.out_dir / self.bag.name.removesuffix(".mcap").removesuffix(".bag")
@@ -198,12 +203,9 @@ class _Run:
         if truth is not None:
             record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
                                              stamp_ns=bundle.stamp_ns, index=index)
-            if record is not None:
-                path = self.out_dir / "overlays" / f"{self.bag.name}-{index:05d}.png"
-                path.parent.mkdir(exist_ok=True)
-                image = overlay(bundle.rgb, self.segmenter.label_set.colorize(segmentation.labels))
-                cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                record.overlay = str(path.relative_to(self.out_dir))
+            if record is not None:  # kept in memory; only the frames still among the worst are written
+                self.overlays[index] = overlay(bundle.rgb, self.segmenter.label_set.colorize(segmentation.labels))
+                record.overlay = f"overlays/{self.bag.name}-{index:05d}.png"
         if self.writer is not None:
             self._write(bundle, result, index)
 
@@ -233,6 +235,11 @@ class _Run:
             voxels, self.segmenter.label_set, stamp_ns=stamp, frame_id=config.map_frame), stamp)
 
     def close(self) -> None:
+        for record in self.report.worst_frames:
+            if record.bag == self.bag.name and record.index in self.overlays:
+                path = self.out_dir / record.overlay
+                path.parent.mkdir(exist_ok=True)
+                cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR))
         if self.writer is not None:
             if self.perception.semantic_map is not None and self.frames:
                 self._write_map(self.last_stamp)
