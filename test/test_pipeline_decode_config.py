@@ -22,6 +22,8 @@ def test_images_decode_by_role(factory):
         decoder.decode("thermal", array_to_image(rgb, "rgb8", factory=factory))
     with pytest.raises(ConversionError, match="single-channel class ids"):
         decoder.decode("labels", bgr_msg)
+    with pytest.raises(ConversionError, match="single-channel class ids"):
+        decoder.decode("labels", array_to_image(np.zeros((4, 6), np.float32), "32FC1", factory=factory))
 
 
 def test_lidar_sweep_keeps_per_point_time(factory):

@@ -79,11 +79,11 @@ def test_missing_rgb_topic_is_a_clear_error(bag, config, tmp_path):
 
 
 def test_missing_optional_topic_and_wrong_message_type_are_skipped_and_counted(bag, config, tmp_path):
-    odd = replace(config, topics={**config.topics, "thermal": "/camera/depth", "lidar": "/no/lidar"})
+    odd = replace(config, topics={**config.topics, "labels": "/camera/depth", "lidar": "/no/lidar"})
     report = replay_bag(bag, odd, tmp_path)
-    assert report.frames == FRAMES  # everything else still ran
+    assert report.frames == FRAMES and report.frames_scored == 0  # segmented, but nothing to score against
     assert report.skipped["topic absent: /no/lidar"] == 0
-    reasons = [r for r in report.skipped if r.startswith("thermal on /camera/depth")]
+    reasons = [r for r in report.skipped if r.startswith("labels on /camera/depth")]
     assert reasons and report.skipped[reasons[0]] == FRAMES
 
 

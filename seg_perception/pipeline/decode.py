@@ -60,7 +60,8 @@ class MessageDecoder:
             return compressed_to_array(msg) if _is_compressed(msg) else np.ascontiguousarray(image_to_rgb(msg))
         if role in ("thermal", "labels"):
             image = compressed_to_array(msg) if _is_compressed(msg) else image_to_array(msg)
-            if image.ndim != 2 or (role == "thermal" and image.dtype != np.uint16):
+            wrong_type = image.dtype != np.uint16 if role == "thermal" else not np.issubdtype(image.dtype, np.integer)
+            if image.ndim != 2 or wrong_type:
                 wanted = "mono16 radiometric counts" if role == "thermal" else "single-channel class ids (mono8/mono16)"
                 raise ConversionError(f"{role} image has dtype {image.dtype} and shape {image.shape}; {wanted} expected")
             return image
