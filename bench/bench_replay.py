@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from seg_perception.engines import Segmenter
-from seg_perception.io import image_to_array, read_messages
+from seg_perception.io import BagReader, image_to_array
 from seg_perception.io.compressed import compressed_to_array
 from seg_perception.pipeline import MappingConfig, PipelineConfig
 from seg_perception.pipeline.replay import ReplayOptions, replay_bag
@@ -35,8 +35,9 @@ def main(argv: list[str]) -> int:
         base = PipelineConfig.load()
         config = replace(base, model=args.model, topics={**base.topics, "rgb": "/camera/image_raw/compressed"})
         segmenter = Segmenter(config.model)
-        frames = [compressed_to_array(m.msg) for m in read_messages(bag, ["/camera/image_raw/compressed"])]
-        thermal = [image_to_array(m.msg) for m in read_messages(bag, ["/thermal/image_raw"])]
+        with BagReader(bag) as reader:
+            frames = [compressed_to_array(m.msg) for m in reader.messages(["/camera/image_raw/compressed"])]
+            thermal = [image_to_array(m.msg) for m in reader.messages(["/thermal/image_raw"])]
         given = [{"rgb": rgb, **({"thermal": t} if "thermal" in segmenter.config.modalities else {})}
                  for rgb, t in zip(frames, thermal)]
         for frame in given[:3]:  # warm-up, as the replay's first frames warm up too

@@ -1,6 +1,7 @@
 """ONNX export of a checkpoint, with the Top-K refinement inside the graph and the model's metadata in it."""
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ def export_onnx(checkpoint: Any, path: str | Path, spec: EngineSpec, *, with_log
         raise EngineError(f"ONNX export is fp32 or fp16; got {spec.precision!r} (int8 comes from quantising an "
                           f"fp32 export)")
     config = checkpoint.config
-    deploy = DeployModel(_copy(checkpoint.model), spec.k, precision=spec.precision, with_logits=with_logits)
+    deploy = DeployModel(copy.deepcopy(checkpoint.model), spec.k, precision=spec.precision, with_logits=with_logits)
     x = torch.zeros(1, config.input_channels, spec.height, spec.width)
     present = torch.ones(1, len(config.modalities))
     outputs = OUTPUT_NAMES + ((LOGITS_NAME,) if with_logits else ())
@@ -82,13 +83,6 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def _copy(model: Any) -> Any:
-    """A deep copy, so that casting for export never touches the caller's model."""
-    import copy
-
-    return copy.deepcopy(model)
-
-
 def check_parity(checkpoint: Any, onnx_path: str | Path, spec: EngineSpec, feeds: list[dict[str, Any]]) -> dict[str, float]:
     """Compare an ONNX export run by ONNX Runtime (CPU) with the checkpoint run by PyTorch on the same feeds.
 
@@ -105,7 +99,7 @@ def check_parity(checkpoint: Any, onnx_path: str | Path, spec: EngineSpec, feeds
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    reference = DeployModel(_copy(checkpoint.model), spec.k, precision=spec.precision, with_logits=LOGITS_NAME in names)
+    reference = DeployModel(copy.deepcopy(checkpoint.model), spec.k, precision=spec.precision, with_logits=LOGITS_NAME in names)
     agree, total, confidence_diff, logit_diff = 0, 0, 0.0, 0.0
     for feed in feeds:
         got = dict(zip(names, session.run(names, feed)))

@@ -77,10 +77,6 @@ class Segmenter:
         log.info("%s runs on %s", self.source.model_id, self.choice)
         self.spec = spec = self.source.spec(input_size=input_size, k=k, precision=precision)
         config = self.source.config
-        torch_device = torch.device("cuda", 0) if self.device == "cuda" else torch.device("cpu")
-        self.preprocess = Preprocessor(config.modalities, config.event_bins, spec.width, spec.height, fit=fit,
-                                       device=torch_device)
-        self.postprocess = Postprocessor(config.num_classes, spec.width, spec.height)
         options = EngineOptions(ArtifactCache(cache_dir), rebuild=rebuild, threads=threads,
                                 channels_last=channels_last)
         if calibration is not None:
@@ -88,6 +84,9 @@ class Segmenter:
             options.calibration_feeds = lambda: self._feeds(calibration, fit)
         kwargs = {"plan": Path(plan)} if plan is not None and self.backend_name == "tensorrt" else {}
         self.engine = BACKENDS[self.backend_name](self.source, spec, self.device, options, **kwargs)
+        self.preprocess = Preprocessor(config.modalities, config.event_bins, spec.width, spec.height, fit=fit,
+                                       device=self.engine.torch_device())
+        self.postprocess = Postprocessor(config.num_classes, spec.width, spec.height)
 
     @property
     def label_set(self) -> Any:

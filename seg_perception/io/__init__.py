@@ -4,7 +4,7 @@ Readers accept rclpy messages and rosbags type-store messages alike (fields are 
 writers build messages through a `MessageFactory` (rosbags classes by default). Bad input raises
 `ConversionError` naming what was wrong and what is accepted.
 """
-from .bags import BagMessage, BagWriter, read_messages
+from .bags import BagMessage, BagReader, BagWriter, read_messages
 from .camera import CameraModel, camera_info_from_model, camera_model_from_info, distort_normalized
 from .compressed import array_to_compressed, compressed_to_array
 from .encoding import EVENT_WINDOW_NS, EventWindow, encode_thermal, events_to_voxel_grid
@@ -46,7 +46,7 @@ from .transforms import (
 from .typestore import default_typestore
 
 __all__ = [
-    "BagError", "BagMessage", "BagWriter", "CameraModel", "ConversionError", "EVENT_DTYPE", "EVENT_WINDOW_NS",
+    "BagError", "BagMessage", "BagReader", "BagWriter", "CameraModel", "ConversionError", "EVENT_DTYPE", "EVENT_WINDOW_NS",
     "EventWindow", "Evt3Decoder", "encode_thermal", "events_to_voxel_grid",
     "MessageFactory", "RosbagsFactory", "TransformBuffer", "TransformError", "array_to_cloud", "array_to_compressed",
     "array_to_image", "as_bytes", "camera_info_from_model", "camera_model_from_info", "cloud_dtype", "cloud_to_array",

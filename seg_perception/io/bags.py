@@ -84,33 +84,69 @@ class BagWriter:
         self._writer.write(connection, int(log_time_ns), self.typestore.serialize_cdr(msg, typename))
 
 
-def read_messages(paths: Path | str | Iterable[Path | str], topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """Yield the messages of one or more bags (rosbag2 folders or files, ROS 1 .bag files) in log-time order.
+class BagReader:
+    """One or more bags (rosbag2 folders or files, ROS 1 .bag files), opened once: their `topics`
+    (topic → message type) and, as often as needed, their messages in log-time order.
 
     Message types the bags define themselves (MCAP, ROS 1) are used as stored; otherwise the
     package's type store (ROS 2 Kilted, event cameras, seg_perception) applies.
 
     Raises:
+        BagError: on entering, a bag is missing or unreadable.
+    """
+
+    def __init__(self, paths: Path | str | Iterable[Path | str]) -> None:
+        self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        self.topics: dict[str, str] = {}
+        self._reader: Any = None
+
+    def __enter__(self) -> BagReader:
+        from rosbags.highlevel import AnyReader, AnyReaderError
+
+        for path in self.paths:
+            if not path.exists():
+                raise BagError(f"bag {path} does not exist")
+        self._reader = AnyReader(self.paths, default_typestore=default_typestore())
+        try:
+            self._reader.open()
+        except AnyReaderError as exc:
+            raise self._error(exc) from exc
+        self.topics = {c.topic: c.msgtype for c in self._reader.connections}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._reader.close()
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        """The messages on `topics` (default: all).
+
+        Raises:
+            BagError: a requested topic is in none of the bags, or a bag turns out unreadable.
+        """
+        reader = self._reader
+        wanted = set(topics) if topics is not None else None
+        if wanted is not None and wanted - set(self.topics):
+            raise BagError(f"topic(s) {sorted(wanted - set(self.topics))} not in {[str(p) for p in self.paths]}; "
+                           f"topics there: {sorted(self.topics)}")
+        from rosbags.highlevel import AnyReaderError
+
+        connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        try:
+            for connection, log_time, raw in reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, log_time,
+                                 reader.deserialize(raw, connection.msgtype))
+        except AnyReaderError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: Exception) -> BagError:
+        return BagError(f"cannot read {[str(p) for p in self.paths]}: {exc}")
+
+
+def read_messages(paths: Path | str | Iterable[Path | str], topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Yield the messages of one or more bags in log-time order (see `BagReader`).
+
+    Raises:
         BagError: a bag is missing or unreadable, or a requested topic is in none of them.
     """
-    from rosbags.highlevel import AnyReader, AnyReaderError
-
-    bag_paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    for path in bag_paths:
-        if not path.exists():
-            raise BagError(f"bag {path} does not exist")
-    try:
-        with AnyReader(bag_paths, default_typestore=default_typestore()) as reader:
-            wanted = set(topics) if topics is not None else None
-            connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
-            if wanted is not None:
-                absent = wanted - {c.topic for c in connections}
-                if absent:
-                    raise BagError(
-                        f"topic(s) {sorted(absent)} not in {[str(p) for p in bag_paths]}; "
-                        f"topics there: {sorted({c.topic for c in reader.connections})}"
-                    )
-            for connection, log_time, raw in reader.messages(connections=connections):
-                yield BagMessage(connection.topic, connection.msgtype, log_time, reader.deserialize(raw, connection.msgtype))
-    except AnyReaderError as exc:
-        raise BagError(f"cannot read {[str(p) for p in bag_paths]}: {exc}") from exc
+    with BagReader(paths) as bag:
+        yield from bag.messages(topics)

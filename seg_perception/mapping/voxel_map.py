@@ -22,13 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MappingError
-from .voxels import VoxelArrays
-
-KEY_BITS = 21
-KEY_OFFSET = 1 << (KEY_BITS - 1)
-KEY_MIN = -KEY_OFFSET          # smallest representable voxel index on each axis
-KEY_MAX = KEY_OFFSET - 1       # largest
-_KEY_MASK = (1 << KEY_BITS) - 1
+from .voxels import _KEY_MASK, KEY_BITS, KEY_MAX, KEY_MIN, KEY_OFFSET, VoxelArrays, pack_keys, unpack_keys
 OCCUPANCY_SCALE = 1024         # fixed-point steps per unit of occupancy log-odds (int16: |occupancy| < 32)
 _OCC_LIMIT = 31.0
 _Q_MAX = 255
@@ -170,21 +164,6 @@ def _make_params(num_classes: Any, voxel_size: Any, max_voxels: Any, radius: Any
         azimuth_bins=_integer("azimuth_bins", azimuth_bins, 8, 1 << 16),
         elevation_step_deg=_number("elevation_step_deg", elevation_step_deg, 0.01, 10.0, "degrees in [0.01, 10]"),
     )
-
-
-def _pack_keys(ijk: np.ndarray) -> np.ndarray:
-    """(M, 3) integer voxel indices in [KEY_MIN, KEY_MAX] → (M,) int64; packed order is (i, j, k) order."""
-    offset = ijk.astype(np.int64) + KEY_OFFSET
-    return (offset[:, 0] << (2 * KEY_BITS)) | (offset[:, 1] << KEY_BITS) | offset[:, 2]
-
-
-def _unpack_keys(keys: np.ndarray) -> np.ndarray:
-    """(M,) packed int64 → (M, 3) int32 voxel indices."""
-    out = np.empty((keys.shape[0], 3), np.int32)
-    out[:, 0] = (keys >> (2 * KEY_BITS)) - KEY_OFFSET
-    out[:, 1] = ((keys >> KEY_BITS) & _KEY_MASK) - KEY_OFFSET
-    out[:, 2] = (keys & _KEY_MASK) - KEY_OFFSET
-    return out
 
 
 def _lru_victims(seen: np.ndarray, dist2: np.ndarray, keys: np.ndarray, excess: int) -> np.ndarray:
@@ -1039,7 +1018,7 @@ class SemanticVoxelMap:
         keys, q, occupancy, observations, last_seen = self._store.arrays()
         return VoxelArrays(
             voxel_size=self._p.voxel_size,
-            keys=_unpack_keys(keys),
+            keys=unpack_keys(keys),
             log_probs=(q.astype(np.float64) * self._p.q_step).astype(np.float32),
             observations=observations.astype(np.uint16),
             last_seen_ns=last_seen.astype(np.int64),
@@ -1079,7 +1058,7 @@ class SemanticVoxelMap:
             raise MappingError("VoxelArrays holds non-finite log_probs or occupancy; accepted: finite values")
         if m and (keys.min() < KEY_MIN or keys.max() > KEY_MAX):
             raise MappingError(f"VoxelArrays.keys beyond [{KEY_MIN}, {KEY_MAX}] (21-bit voxel keys)")
-        packed = _pack_keys(keys)
+        packed = pack_keys(keys)
         order = np.argsort(packed)
         packed = packed[order]
         if m > 1 and np.any(packed[1:] == packed[:-1]):

@@ -5,6 +5,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Voxel keys packed into one int64: 21 bits per axis, offset so that negative indices pack too.
+KEY_BITS = 21
+KEY_OFFSET = 1 << (KEY_BITS - 1)
+KEY_MIN = -KEY_OFFSET          # smallest representable voxel index on each axis
+KEY_MAX = KEY_OFFSET - 1       # largest
+_KEY_MASK = (1 << KEY_BITS) - 1
+
 
 @dataclass
 class VoxelArrays:
@@ -61,10 +68,11 @@ class VoxelArrays:
             return np.full(len(points), -1, np.int64)
         finite = np.isfinite(points).all(axis=1)
         keys = np.floor(np.where(finite[:, None], points, 0.0) / self.voxel_size).astype(np.int64)
-        mine, theirs = _pack(self.keys.astype(np.int64)), _pack(keys)
+        valid = finite & np.all((keys >= KEY_MIN) & (keys <= KEY_MAX), axis=1)  # beyond the key range: in no map
+        mine, theirs = pack_keys(self.keys), pack_keys(keys)
         order = np.argsort(mine, kind="stable")
         position = np.minimum(np.searchsorted(mine[order], theirs), len(self) - 1)
-        return np.where(finite & (mine[order][position] == theirs), order[position], -1)
+        return np.where(valid & (mine[order][position] == theirs), order[position], -1)
 
     def crop_box(self, lower: np.ndarray, upper: np.ndarray) -> VoxelArrays:
         """Voxels whose centre lies in the axis-aligned box [lower, upper] (metres, map frame)."""
@@ -76,8 +84,16 @@ class VoxelArrays:
         return self.select(np.linalg.norm(self.centers - np.asarray(center, np.float32), axis=1) <= radius)
 
 
-def _pack(keys: np.ndarray) -> np.ndarray:
-    """(N, 3) int64 voxel keys → one int64 each, order-preserving per axis (keys beyond ±2**20 alias;
-    maps never hold those: 2**20 voxels of 2 cm is 21 km)."""
-    offset = keys + (1 << 20)
-    return (offset[:, 0] << 42) | (offset[:, 1] << 21) | offset[:, 2]
+def pack_keys(ijk: np.ndarray) -> np.ndarray:
+    """(M, 3) integer voxel indices in [KEY_MIN, KEY_MAX] → (M,) int64; packed order is (i, j, k) order."""
+    offset = ijk.astype(np.int64) + KEY_OFFSET
+    return (offset[:, 0] << (2 * KEY_BITS)) | (offset[:, 1] << KEY_BITS) | offset[:, 2]
+
+
+def unpack_keys(keys: np.ndarray) -> np.ndarray:
+    """(M,) packed int64 → (M, 3) int32 voxel indices."""
+    out = np.empty((keys.shape[0], 3), np.int32)
+    out[:, 0] = (keys >> (2 * KEY_BITS)) - KEY_OFFSET
+    out[:, 1] = ((keys >> KEY_BITS) & _KEY_MASK) - KEY_OFFSET
+    out[:, 2] = (keys & _KEY_MASK) - KEY_OFFSET
+    return out

@@ -9,9 +9,6 @@ import numpy as np
 from seg_perception.io import MessageFactory, RosbagsFactory, array_to_image, make_header
 
 OVERLAY_ALPHA = 0.5
-# Output topics, relative to the node's namespace (replay records them under /seg_perception).
-TOPICS = {"labels": "labels", "color": "color", "overlay": "overlay", "confidence": "confidence",
-          "info": "info", "label_set": "label_set", "voxel_map": "voxel_map", "voxel_cloud": "voxel_cloud"}
 
 
 def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:

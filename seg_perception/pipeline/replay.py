@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from seg_perception.evaluation import EvaluationReport
-from seg_perception.io import BagError, BagWriter, ConversionError, TransformBuffer, read_messages, stamp_to_ns
+from seg_perception.io import BagError, BagReader, BagWriter, ConversionError, TransformBuffer, stamp_to_ns
 from seg_perception.io.labels import label_set_to_msg
 from seg_perception.mapping import SemanticVoxelMap, voxels_to_cloud, voxels_to_msg
 
@@ -55,49 +55,43 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         BagError: the bag is unreadable or lacks the RGB topic (optional topics that are absent are
             skipped and reported).
     """
-    from seg_perception.engines import Segmenter
-
     options = options or ReplayOptions()
     bag, out_dir = Path(bag), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    segmenter = segmenter or Segmenter(config.model, backend=config.backend, device=config.device,
-                                       precision=config.precision)
+    segmenter = segmenter or _segmenter(config)
     label_set = segmenter.label_set
     report = EvaluationReport(label_set)
-    # Only what this run uses: a model without thermal input need not decode the thermal topic.
-    unused = {m for m in ("thermal", "events") if m not in segmenter.config.modalities}
-    if not config.mapping.enabled:
-        unused.add("lidar")
-    roles = {t: r for t, r in _present_roles(bag, config, report).items() if r not in unused}
-    transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
-    semantic_map = None
-    if config.mapping.enabled and "lidar" in roles.values():
-        semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size, radius=config.mapping.radius,
-                                        max_voxels=config.mapping.max_voxels)
-    perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
-    run = _Run(bag, out_dir, config, options, perception, report)
-    if options.record:
-        run.open_writer()
-    try:
-        run.play(roles)
-    finally:
-        run.close()
+    with BagReader(bag) as reader:  # opened once: topics, the event sensor's size, then the messages
+        # Only what this run uses: a model without thermal input need not decode the thermal topic.
+        unused = {m for m in ("thermal", "events") if m not in segmenter.config.modalities}
+        if not config.mapping.enabled:
+            unused.add("lidar")
+        roles = {t: r for t, r in _present_roles(reader, config, report).items() if r not in unused}
+        semantic_map = None
+        if config.mapping.enabled and "lidar" in roles.values():
+            semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size,
+                                            radius=config.mapping.radius, max_voxels=config.mapping.max_voxels)
+        transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
+        perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
+        run = _Run(reader, out_dir, config, options, perception, report)
+        if options.record:
+            run.open_writer()
+        try:
+            run.play(roles)
+        finally:
+            run.close()
     return report
 
 
-def _present_roles(bag: Path, config: PipelineConfig, report: EvaluationReport) -> dict[str, str]:
+def _segmenter(config: PipelineConfig) -> Any:
+    from seg_perception.engines import Segmenter
+
+    return Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision)
+
+
+def _present_roles(reader: BagReader, config: PipelineConfig, report: EvaluationReport) -> dict[str, str]:
     """topic → role for the configured topics the bag has; a missing RGB topic is an error, others are skipped."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-
-    from seg_perception.io import default_typestore
-
-    if not bag.exists():
-        raise BagError(f"bag {bag} does not exist")
-    try:
-        with AnyReader([bag], default_typestore=default_typestore()) as reader:
-            present = {c.topic for c in reader.connections}
-    except AnyReaderError as exc:
-        raise BagError(f"cannot read {bag}: {exc}") from None
+    present, bag = set(reader.topics), reader.paths[0]
     roles = {topic: role for role, topic in config.topics.items() if topic}
     if config.topics["rgb"] not in present:
         raise BagError(f"{bag} has no RGB topic {config.topics['rgb']!r} (set topics.rgb); topics there: "
@@ -113,9 +107,10 @@ def _present_roles(bag: Path, config: PipelineConfig, report: EvaluationReport) 
 class _Run:
     """The state of one bag's replay."""
 
-    def __init__(self, bag: Path, out_dir: Path, config: PipelineConfig, options: ReplayOptions, perception: Perception,
-                 report: EvaluationReport) -> None:
-        self.bag, self.out_dir, self.config, self.options = bag, out_dir, config, options
+    def __init__(self, reader: BagReader, out_dir: Path, config: PipelineConfig, options: ReplayOptions,
+                 perception: Perception, report: EvaluationReport) -> None:
+        self.reader, self.bag = reader, reader.paths[0]
+        self.out_dir, self.config, self.options = out_dir, config, options
         self.perception, self.report = perception, report
         self.segmenter = perception.segmenter
         self.decoder = MessageDecoder()
@@ -124,6 +119,7 @@ class _Run:
         self.sync: Synchronizer | None = None
         self.writer: BagWriter | None = None
         self.frames = 0
+        self.last_stamp = 0
         self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
 
     def open_writer(self) -> None:
@@ -137,13 +133,13 @@ class _Run:
 
     def play(self, roles: dict[str, str]) -> None:
         by_role = {role: topic for topic, role in roles.items()}
-        sensor = _event_sensor(self.bag, by_role["events"]) if "events" in by_role else None
+        sensor = _event_sensor(self.reader, by_role["events"]) if "events" in by_role else None
         self.sync = Synchronizer({r: s for r, s in self.partners.items() if r in by_role},
                                  events_window_ns=int(self.config.events_window_ms * 1e6), event_sensor=sensor,
                                  wait_ns=int(self.config.wait_ms * 1e6))
         kind = LiveScheduler if self.options.realtime else ReplayScheduler
         scheduler = kind(self.perception.process, on_result=self._record, on_error=self._failed)
-        messages = read_messages(self.bag, topics=list(roles))
+        messages = self.reader.messages(list(roles))
         if self.options.progress:
             from tqdm import tqdm
 
@@ -254,11 +250,10 @@ def _sweep_end(bundle: FrameBundle) -> int:
     return max(bundle.stamp_ns, sweep.stamp_ns + int(sweep.time_offset_ns.max()))
 
 
-def _event_sensor(bag: Path, topic: str) -> tuple[int, int] | None:
+def _event_sensor(reader: BagReader, topic: str) -> tuple[int, int] | None:
     """(width, height) of the event camera, from the first message on its topic (None: no message)."""
-    for message in read_messages(bag, topics=[topic]):
-        return int(message.msg.width), int(message.msg.height)
-    return None
+    first = next(reader.messages([topic]), None)
+    return None if first is None else (int(first.msg.width), int(first.msg.height))
 
 
 def _reason(exc: BaseException) -> str:
@@ -290,9 +285,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
                 except (BagError, ValueError, RuntimeError) as exc:
                     failures[bag] = str(exc)
     else:
-        from seg_perception.engines import Segmenter
-
-        segmenter = Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision)
+        segmenter = _segmenter(config)
         for bag in bags:
             try:
                 reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter))
