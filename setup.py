@@ -43,6 +43,7 @@ setup(
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
+        "mcap>=1.1",
         "pyyaml>=6",
         "numba>=0.60",
         "tqdm>=4.60",
@@ -53,7 +54,7 @@ setup(
         # onnxruntime quantises the INT8 Q/DQ models TensorRT builds from.
         "tensorrt": ["tensorrt>=10", "onnx>=1.15", "onnxruntime>=1.17"],
         "mapping": ["open3d>=0.18"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "mcap>=1.1"],
+        "dev": ["pytest>=8", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["seg-perception=seg_perception.cli:main"]},
 )

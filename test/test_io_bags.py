@@ -61,3 +61,37 @@ def test_bad_bag_requests_raise_bag_error(tmp_path):
         list(read_messages(bag, topics=["/b"]))
     with pytest.raises(BagError, match="already exists"):
         BagWriter(bag)
+
+
+def test_cut_recording_yields_its_complete_messages_then_says_where_it_breaks(tmp_path):
+    factory = RosbagsFactory()
+    bag = tmp_path / "bag"
+    with BagWriter(bag, compress=True) as writer:  # a recording that spans many compressed chunks
+        for i in range(120):
+            image = factory.make("sensor_msgs/msg/Image", header=make_header(factory, i, "camera"), height=256,
+                                 width=256, encoding="mono8", step=256,
+                                 data=np.random.default_rng(i).integers(0, 255, 65536, dtype=np.uint8))
+            writer.write("/camera/image_raw", image, i)
+            writer.write("/info", factory.make("seg_perception/msg/StageTiming", stage=str(i)), i)
+    intact = {(m.topic, m.log_time_ns): m.msg for m in read_messages(bag)}
+    (mcap_file,) = bag.glob("*.mcap")
+    data = mcap_file.read_bytes()
+    mcap_file.write_bytes(data[: len(data) * 6 // 10])  # the recorder died: no footer, half a chunk,
+    (bag / "metadata.yaml").unlink()  # and no metadata.yaml (rosbag2 writes it on closing)
+
+    got = []
+    with pytest.raises(BagError, match=r"breaks off at byte \d+ of \d+ .*the messages before the break were read"):
+        for message in read_messages(bag, topics=["/camera/image_raw"]):
+            got.append(message)
+    assert 0 < len(got) < 120
+    for message in got:  # each one whole and as recorded
+        assert np.array_equal(message.msg.data, intact[(message.topic, message.log_time_ns)].data)
+    assert [m.log_time_ns for m in got] == list(range(len(got)))
+
+
+def test_a_file_that_is_not_mcap_at_all_is_still_an_error(tmp_path):
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    (bag / "bag.mcap").write_bytes(b"not a bag" * 100)
+    with pytest.raises(BagError, match="cannot read"):
+        list(read_messages(bag))

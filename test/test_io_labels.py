@@ -1,6 +1,7 @@
 """LabelSet ⇄ seg_perception/LabelSet messages, and label-set files."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import cdr_roundtrip
@@ -47,3 +48,14 @@ def test_bad_label_sets_raise_label_set_error(tmp_path):
         load_label_set(bad)
     with pytest.raises(LabelSetError, match="has no class 'car'; classes: sky, road"):
         load_label_set("sim_offroad").id_of("car")
+
+
+@pytest.mark.parametrize("shape, dtype", [((36, 64), np.uint8), ((5,), np.uint16), ((2, 3, 4), np.uint8),
+                                          ((0, 7), np.uint8)])
+def test_colorize_equals_indexing_the_palette(shape, dtype):
+    label_set = load_label_set("sim_offroad")
+    labels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    labels.flat[: labels.size // 2] %= label_set.num_classes
+    colors = label_set.colorize(labels)
+    assert colors.shape == (*shape, 3) and colors.dtype == np.uint8
+    assert np.array_equal(colors, label_set.palette()[labels])

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from seg_perception.io import BagError
+from seg_perception.io import BagError, BagReader
 from seg_perception.pipeline import PipelineConfig
 from seg_perception.pipeline.replay import ReplayOptions, replay, replay_bag
 from seg_perception.sim import World
@@ -87,15 +87,18 @@ def test_missing_optional_topic_and_wrong_message_type_are_skipped_and_counted(b
     assert reasons and report.skipped[reasons[0]] == FRAMES
 
 
-def test_truncated_bag_keeps_what_was_read_or_says_why(bag, config, tmp_path):
+def test_cut_recording_is_replayed_up_to_the_break_and_the_break_is_reported(bag, config, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bag, broken)
     (mcap_file,) = broken.glob("*.mcap")
     data = mcap_file.read_bytes()
-    mcap_file.write_bytes(data[: len(data) * 2 // 3])
-    try:
-        report = replay_bag(broken, config, tmp_path / "out")
-    except BagError as exc:
-        assert "broken" in str(exc)
-    else:
-        assert 0 < report.frames <= FRAMES
+    mcap_file.write_bytes(data[: len(data) * 3 // 4])
+    (broken / "metadata.yaml").unlink()  # as a killed recorder leaves it
+    report = replay_bag(broken, config, tmp_path / "out")
+    assert 0 < report.frames_scored <= report.frames < FRAMES  # the last frame may have lost its labels
+    (reason,) = [r for r in report.skipped if r.startswith("bag reading stopped")]
+    assert "breaks off at byte" in reason
+    # what was computed before the break is in the output bag
+    with BagReader(tmp_path / "out" / "broken") as output:
+        labels = list(output.messages(["/seg_perception/labels"]))
+    assert len(labels) == report.frames

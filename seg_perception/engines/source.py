@@ -5,6 +5,7 @@ made on demand into the artefact cache.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,12 @@ class ModelSource:
         except ModelError as exc:
             raise EngineError(str(exc)) from None
 
-    @property
+    # Parsed once: the label set and its colour tables are used for every published frame.
+    @functools.cached_property
     def config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.document["config"])
 
-    @property
+    @functools.cached_property
     def label_set(self) -> LabelSet:
         return LabelSet.from_dict(self.document["label_set"])
 

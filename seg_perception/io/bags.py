@@ -1,13 +1,17 @@
 """Bag reading and writing through rosbags: rosbag2 (MCAP, SQLite3) and ROS 1 bags, no ROS needed."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BagError
+from .mcap_salvage import TruncatedMcap, mcap_file
 from .typestore import default_typestore
+
+log = logging.getLogger(__name__)
 
 STORAGES = ("mcap", "sqlite3")
 
@@ -99,6 +103,7 @@ class BagReader:
         self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         self.topics: dict[str, str] = {}
         self._reader: Any = None
+        self._salvage: TruncatedMcap | None = None
 
     def __enter__(self) -> BagReader:
         from rosbags.highlevel import AnyReader, AnyReaderError
@@ -106,16 +111,31 @@ class BagReader:
         for path in self.paths:
             if not path.exists():
                 raise BagError(f"bag {path} does not exist")
-        self._reader = AnyReader(self.paths, default_typestore=default_typestore())
         try:
+            self._reader = AnyReader(self.paths, default_typestore=default_typestore())
             self._reader.open()
-        except AnyReaderError as exc:
-            raise self._error(exc) from exc
+        except (AnyReaderError, OSError) as exc:  # OSError: a rosbag2 folder without its metadata.yaml
+            self._salvage = self._truncated_mcap()
+            if self._salvage is None:
+                raise self._error(exc) from exc
+            log.warning("%s cannot be opened normally (%s); reading the complete records of %s front to back",
+                        self.paths[0], exc, self._salvage.path.name)
+            self.topics = dict(self._salvage.topics)
+            return self
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self._reader.close()
+        if self._salvage is None:
+            self._reader.close()
+
+    def _truncated_mcap(self) -> TruncatedMcap | None:
+        """A single MCAP bag that lost its end (a recording cut short), read record by record."""
+        path = mcap_file(self.paths[0]) if len(self.paths) == 1 else None
+        if path is None:
+            return None
+        salvage = TruncatedMcap(path, default_typestore())
+        return salvage if salvage.topics else None
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
         """The messages on `topics` (default: all).
@@ -128,6 +148,10 @@ class BagReader:
         if wanted is not None and wanted - set(self.topics):
             raise BagError(f"topic(s) {sorted(wanted - set(self.topics))} not in {[str(p) for p in self.paths]}; "
                            f"topics there: {sorted(self.topics)}")
+        if self._salvage is not None:
+            for topic, typename, log_time, msg in self._salvage.messages(wanted):
+                yield BagMessage(topic, typename, log_time, msg)
+            return
         from rosbags.highlevel import AnyReaderError
 
         connections = [c for c in reader.connections if wanted is None or c.topic in wanted]

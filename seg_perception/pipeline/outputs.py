@@ -18,12 +18,15 @@ def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) ->
     return cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, color, alpha, 0.0)
 
 
-def image_messages(rgb: np.ndarray, segmentation: Any, label_set: Any, *, stamp_ns: int, frame_id: str,
+def image_messages(rgb: np.ndarray, segmentation: Any, color: np.ndarray, *, stamp_ns: int, frame_id: str,
                    factory: MessageFactory | None = None) -> dict[str, Any]:
-    """labels (mono8, or mono16 above 255 classes), color and overlay (rgb8), confidence (32FC1)."""
+    """labels (mono8, or mono16 above 255 classes), color and overlay (rgb8), confidence (32FC1).
+
+    Args:
+        color: the labels colourised (`LabelSet.colorize`), computed once by the caller, who often needs it too.
+    """
     factory = factory or RosbagsFactory()
     labels = segmentation.labels
-    color = label_set.colorize(labels)
     common = {"header": make_header(factory, stamp_ns, frame_id), "factory": factory}
     return {
         "labels": array_to_image(labels, "mono8" if labels.dtype == np.uint8 else "mono16", **common),

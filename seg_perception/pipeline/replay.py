@@ -11,27 +11,32 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
 import numpy as np
 
 from seg_perception.evaluation import EvaluationReport
-from seg_perception.io import BagError, BagReader, BagWriter, ConversionError, TransformBuffer, stamp_to_ns
+from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, ConversionError, TransformBuffer,
+                               stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
-from seg_perception.mapping import SemanticVoxelMap, voxels_to_cloud, voxels_to_msg
+from seg_perception.mapping import SemanticVoxelMap, VoxelArrays, voxels_to_cloud, voxels_to_msg
 
 from .config import PipelineConfig
 from .decode import MessageDecoder
 from .outputs import image_messages, info_message, overlay
 from .perception import FrameResult, Perception
 from .schedulers import LiveScheduler, ReplayScheduler
+from .stages import SerialWorker, prefetch
 from .sync import FrameBundle, Synchronizer
 
 log = logging.getLogger(__name__)
 OUTPUT_NAMESPACE = "/seg_perception"
 PARTNERS = ("thermal", "lidar", "labels")  # synchronised to the RGB frames, each with its own slop
 MAP_EVERY_FRAMES = 10  # the voxel map is recorded every this many frames and at the end
+READ_AHEAD_MESSAGES = 32  # decoded messages the reader thread may hold ahead of inference
+WRITE_AHEAD_FRAMES = 4  # results the writer thread may hold behind inference
 
 
 @dataclass
@@ -105,7 +110,14 @@ def _present_roles(reader: BagReader, config: PipelineConfig, report: Evaluation
 
 
 class _Run:
-    """The state of one bag's replay."""
+    """The state of one bag's replay.
+
+    Three threads share the work, so that reading and writing overlap inference: a reader thread
+    reads and decodes messages (`prefetch`), the caller's thread synchronises them and runs the
+    scheduler, and a writer thread (`SerialWorker`) scores the results and writes the output bag.
+    Every stage keeps order, so the replay stays deterministic; the report is only touched by the
+    writer thread.
+    """
 
     def __init__(self, reader: BagReader, out_dir: Path, config: PipelineConfig, options: ReplayOptions,
                  perception: Perception, report: EvaluationReport) -> None:
@@ -113,11 +125,11 @@ class _Run:
         self.out_dir, self.config, self.options = out_dir, config, options
         self.perception, self.report = perception, report
         self.segmenter = perception.segmenter
-        self.decoder = MessageDecoder()
         slop = {role: int(config.slop_ms.get(role, 50.0) * 1e6) for role in PARTNERS}
         self.partners = {role: slop[role] for role in PARTNERS if config.topics.get(role)}
         self.sync: Synchronizer | None = None
         self.writer: BagWriter | None = None
+        self.sink = SerialWorker(WRITE_AHEAD_FRAMES)
         self.frames = 0
         self.last_stamp = 0
         self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
@@ -139,7 +151,7 @@ class _Run:
                                  wait_ns=int(self.config.wait_ms * 1e6))
         kind = LiveScheduler if self.options.realtime else ReplayScheduler
         scheduler = kind(self.perception.process, on_result=self._record, on_error=self._failed)
-        messages = self.reader.messages(list(roles))
+        messages = prefetch(_decoded(self.reader.messages(list(roles)), roles), READ_AHEAD_MESSAGES)
         if self.options.progress:
             from tqdm import tqdm
 
@@ -149,67 +161,77 @@ class _Run:
         # that deskewing interpolates instead of failing to extrapolate.
         waiting: deque[FrameBundle] = deque()
         newest_tf = -1 if "tf" in by_role else 1 << 62
-        for message in messages:
-            role = roles[message.topic]
-            if self.options.realtime:  # play at the recording's rate, as a node would receive it
-                first_log = message.log_time_ns if first_log is None else first_log
-                delay = (message.log_time_ns - first_log) - (time.monotonic_ns() - started)
-                if delay > 0:
-                    time.sleep(delay / 1e9)
-            try:
-                payload = self.decoder.decode(role, message.msg, message.topic)
-            except ConversionError as exc:
-                self.report.count_skipped(f"{role} on {message.topic}: {_reason(exc)}")
-                continue
-            stamp = stamp_to_ns(message.msg.header.stamp) if hasattr(message.msg, "header") else message.log_time_ns
-            newest = max(newest, stamp)
-            if role == "rgb":
-                self.sync.add_rgb(stamp, payload)
-            elif role in self.partners:
-                self.sync.add(role, stamp, payload)
-            elif role == "events":
-                self.sync.add_events(payload)
-            elif role == "camera_info":
-                self.perception.camera = payload
-            else:
-                self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
-                if role == "tf":
-                    newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
-            waiting.extend(self.sync.ready(newest))
-            while waiting and _sweep_end(waiting[0]) <= newest_tf:
-                scheduler.submit(waiting.popleft())
+        try:
+            for message, role, payload, stamp in messages:
+                if self.options.realtime:  # play at the recording's rate, as a node would receive it
+                    first_log = message.log_time_ns if first_log is None else first_log
+                    delay = (message.log_time_ns - first_log) - (time.monotonic_ns() - started)
+                    if delay > 0:
+                        time.sleep(delay / 1e9)
+                if isinstance(payload, ConversionError):
+                    self.sink.submit(self.report.count_skipped, f"{role} on {message.topic}: {_reason(payload)}")
+                    continue
+                newest = max(newest, stamp)
+                if role == "rgb":
+                    self.sync.add_rgb(stamp, payload)
+                elif role in self.partners:
+                    self.sync.add(role, stamp, payload)
+                elif role == "events":
+                    self.sync.add_events(payload)
+                elif role == "camera_info":
+                    self.perception.camera = payload
+                else:
+                    self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
+                    if role == "tf":
+                        newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
+                waiting.extend(self.sync.ready(newest))
+                while waiting and _sweep_end(waiting[0]) <= newest_tf:
+                    scheduler.submit(waiting.popleft())
+        except BagError as exc:  # e.g. a corrupt chunk mid-bag: what was read is still replayed and kept
+            log.error("%s: reading stopped: %s", self.bag.name, exc)
+            self.sink.submit(self.report.count_skipped, f"bag reading stopped: {_reason(exc)}")
         waiting.extend(self.sync.flush())
         while waiting:
             scheduler.submit(waiting.popleft())
         scheduler.close(timeout=60.0)
-        self.report.count_dropped(scheduler.stats["dropped"])
+        self.sink.submit(self.report.count_dropped, scheduler.stats["dropped"])
 
     def _failed(self, bundle: FrameBundle, exc: Exception) -> None:
         """A frame whose processing raised (bad input, engine failure): counted and skipped."""
-        self.report.count_skipped(f"frame failed: {_reason(exc)}")
+        self.sink.submit(self.report.count_skipped, f"frame failed: {_reason(exc)}")
 
     def _record(self, bundle: FrameBundle, result: FrameResult) -> None:
+        """On the scheduler's thread: number the frame and snapshot the shared state it needs (camera
+        frame, voxel map), then hand it to the writer thread."""
         index = self.frames
         self.frames += 1
+        camera, semantic_map = self.perception.camera, self.perception.semantic_map
+        frame_id = camera.frame_id if camera is not None else ""
+        voxels = semantic_map.voxels() if semantic_map is not None and index % MAP_EVERY_FRAMES == 0 else None
+        self.sink.submit(self._finish, bundle, result, index, frame_id, voxels)
+
+    def _finish(self, bundle: FrameBundle, result: FrameResult, index: int, frame_id: str,
+                voxels: VoxelArrays | None) -> None:
+        """On the writer thread: count, score and record one frame."""
         self.report.count_frame(result.timing)
         for note in result.notes:
             self.report.count_skipped(note.split(":")[0])
         segmentation = result.segmentation
+        color = self.segmenter.label_set.colorize(segmentation.labels)
         truth = bundle.extras.get("labels")
         if truth is not None:
             record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
                                              stamp_ns=bundle.stamp_ns, index=index)
             if record is not None:  # kept in memory; only the frames still among the worst are written
-                self.overlays[index] = overlay(bundle.rgb, self.segmenter.label_set.colorize(segmentation.labels))
+                self.overlays[index] = overlay(bundle.rgb, color)
                 record.overlay = f"overlays/{self.bag.name}-{index:05d}.png"
         if self.writer is not None:
-            self._write(bundle, result, index)
+            self._write(bundle, result, color, frame_id, voxels)
 
-    def _write(self, bundle: FrameBundle, result: FrameResult, index: int) -> None:
+    def _write(self, bundle: FrameBundle, result: FrameResult, color: np.ndarray, frame_id: str,
+               voxels: VoxelArrays | None) -> None:
         stamp = bundle.stamp_ns
-        camera = self.perception.camera
-        frame_id = camera.frame_id if camera is not None else ""
-        for name, msg in image_messages(bundle.rgb, result.segmentation, self.segmenter.label_set, stamp_ns=stamp,
+        for name, msg in image_messages(bundle.rgb, result.segmentation, color, stamp_ns=stamp,
                                         frame_id=frame_id).items():
             self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, stamp)
         given = tuple(m for m in ("rgb", "thermal", "events") if getattr(bundle, m) is not None)
@@ -217,13 +239,12 @@ class _Run:
         self.writer.write(f"{OUTPUT_NAMESPACE}/info", info_message(
             self.segmenter, result.segmentation, result.timing, stamp_ns=stamp, frame_id=frame_id, given=given,
             input_size=(width, height)), stamp)
-        if self.perception.semantic_map is not None and index % MAP_EVERY_FRAMES == 0:
-            self._write_map(stamp)
+        if voxels is not None:
+            self._write_map(voxels, stamp)
         self.last_stamp = stamp
 
-    def _write_map(self, stamp: int) -> None:
-        semantic_map, config = self.perception.semantic_map, self.config.mapping
-        voxels = semantic_map.voxels()
+    def _write_map(self, voxels: VoxelArrays, stamp: int) -> None:
+        config = self.config.mapping
         self.writer.write(f"{OUTPUT_NAMESPACE}/voxel_map", voxels_to_msg(
             voxels, label_set_name=self.segmenter.label_set.name, stamp_ns=stamp, frame_id=config.map_frame,
             radius=config.radius, max_voxels=config.max_voxels), stamp)
@@ -231,15 +252,32 @@ class _Run:
             voxels, self.segmenter.label_set, stamp_ns=stamp, frame_id=config.map_frame), stamp)
 
     def close(self) -> None:
-        for record in self.report.worst_frames:
-            if record.bag == self.bag.name and record.index in self.overlays:
-                path = self.out_dir / record.overlay
-                path.parent.mkdir(exist_ok=True)
-                cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR))
-        if self.writer is not None:
-            if self.perception.semantic_map is not None and self.frames:
-                self._write_map(self.last_stamp)
-            self.writer.__exit__(None, None, None)
+        """Drain the writer thread, then write the final map, the worst frames' overlays and close the bag."""
+        try:
+            self.sink.close()
+        finally:
+            for record in self.report.worst_frames:
+                if record.bag == self.bag.name and record.index in self.overlays:
+                    path = self.out_dir / record.overlay
+                    path.parent.mkdir(exist_ok=True)
+                    cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR))
+            if self.writer is not None:
+                if self.perception.semantic_map is not None and self.frames:
+                    self._write_map(self.perception.semantic_map.voxels(), self.last_stamp)
+                self.writer.__exit__(None, None, None)
+
+
+def _decoded(messages: Iterator[BagMessage], roles: dict[str, str]) -> Iterator[tuple[BagMessage, str, Any, int]]:
+    """(message, role, decoded payload or the ConversionError that refused it, header stamp)."""
+    decoder = MessageDecoder()
+    for message in messages:
+        role = roles[message.topic]
+        try:
+            payload = decoder.decode(role, message.msg, message.topic)
+        except ConversionError as exc:
+            payload = exc
+        stamp = stamp_to_ns(message.msg.header.stamp) if hasattr(message.msg, "header") else message.log_time_ns
+        yield message, role, payload, stamp
 
 
 def _sweep_end(bundle: FrameBundle) -> int:
