@@ -322,6 +322,10 @@ def test_summary_table_lists_groups_overall_and_speed():
     # Mean total 25 ms → 40 frames/s; numpy linear p50 of 10…40 = 25, p90 = 37.
     assert lines[4] == "frames/s 40.0 · latency p50 25.0 ms · p90 37.0 ms · 4 frames, 1 dropped"
     assert len({len(line) for line in lines[:4]}) == 1  # fixed width
+    assert len(lines) == 5  # no 3-D truth, no 3-D line
+    report.add_voxel_counts("voxel_accuracy", 3, 4)
+    report.add_voxel_counts("lidar_point_accuracy", 1, 3)
+    assert summary_table(report).splitlines()[5] == "3-D: lidar point accuracy 33.3 % · voxel accuracy 75.0 %"
 
 
 def test_summary_table_marks_undefined_values():

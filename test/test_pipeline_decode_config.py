@@ -38,6 +38,17 @@ def test_lidar_sweep_keeps_per_point_time(factory):
     assert without_time.time_offset_ns.tolist() == [0, 0, 0, 0]
 
 
+def test_lidar_labels_are_the_per_point_label_field(factory):
+    points = np.zeros((2, 3, 3), np.float32)  # an organised cloud: labels come out flat, point for point
+    labels = np.array([[0, 3, 7], [2, 2, 9]], np.uint8)
+    msg = xyz_to_cloud(points, factory=factory, label=labels)
+    np.testing.assert_array_equal(MessageDecoder().decode("lidar_labels", msg), labels.reshape(-1))
+    with pytest.raises(ConversionError, match="lack an integer 'label' field"):
+        MessageDecoder().decode("lidar_labels", xyz_to_cloud(points, factory=factory))
+    with pytest.raises(ConversionError, match="lack an integer 'label' field"):
+        MessageDecoder().decode("lidar_labels", xyz_to_cloud(points, factory=factory, label=labels.astype(np.float32)))
+
+
 def test_unknown_role_is_named():
     with pytest.raises(ConversionError, match="role 'radar' is not known"):
         MessageDecoder().decode("radar", object())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from seg_perception.io import BagError, BagReader
@@ -102,3 +103,36 @@ def test_cut_recording_is_replayed_up_to_the_break_and_the_break_is_reported(bag
     with BagReader(tmp_path / "out" / "broken") as output:
         labels = list(output.messages(["/seg_perception/labels"]))
     assert len(labels) == report.frames
+
+
+class _PerfectSegmenter:
+    """The world's true label images, frame by frame: what a perfect model would output."""
+
+    def __init__(self, frames):
+        from seg_perception.engines.source import ModelSource
+
+        source = ModelSource.open("student_rgb")
+        self.label_set, self.config = source.label_set, source.config
+        self._labels = iter([frame.labels for frame in World(110_000, "day").frames(frames, events=False)])
+
+    def segment(self, **inputs):
+        from seg_perception.engines import Segmentation
+
+        labels = next(self._labels)
+        return Segmentation(labels, np.ones(labels.shape, np.float32), np.zeros(labels.shape, bool), {"total": 1.0})
+
+
+def test_voxel_map_is_scored_against_the_lidar_ground_truth(bag, config, tmp_path):
+    """With perfect image labels, LiDAR points and voxels come out nearly all right (only points the
+    camera sees at an object's edge, a pixel off, can be wrong), which checks that truth and map line
+    up point for point and voxel for voxel; the shipped student scores lower, but well above chance."""
+    mapped = replace(config, mapping=replace(config.mapping, enabled=True))
+    perfect = replay_bag(bag, mapped, tmp_path / "perfect", ReplayOptions(record=False),
+                         segmenter=_PerfectSegmenter(FRAMES))
+    student = replay_bag(bag, mapped, tmp_path / "student", ReplayOptions(record=False))
+    for report, floor in ((perfect, 0.97), (student, 0.6)):
+        accuracy = report.voxel_accuracy()
+        assert report.voxel_counts["voxel_accuracy"][1] > 1000
+        assert report.voxel_counts["lidar_point_accuracy"][1] > 10_000
+        assert accuracy["voxel_accuracy"] >= floor and accuracy["lidar_point_accuracy"] >= floor
+    assert student.voxel_accuracy()["voxel_accuracy"] < perfect.voxel_accuracy()["voxel_accuracy"]

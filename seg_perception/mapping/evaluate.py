@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .projection import deskew, label_points
+from .voxels import KEY_MAX, KEY_MIN, VoxelArrays, pack_keys
 from .voxel_map import SemanticVoxelMap
 
 
@@ -101,13 +102,59 @@ def evaluate_on_world(seed: int = 0, frames: int = 30, *, noise: float = 0.0, vo
                                               np.concatenate(tally.all_truth), classes)}
 
 
+class VoxelTruth:
+    """The true classes of the LiDAR points that fell in each voxel over a drive, for scoring a map:
+    a voxel's truth is the majority class of its points.
+
+    Counts are merged per scan (sorted voxel keys with a (voxels, C) count table), so memory grows
+    with the voxels seen, not with the points.
+
+    Args:
+        num_classes: C; true classes are 0 … C - 1.
+        voxel_size: the map's voxel edge (m).
+    """
+
+    def __init__(self, num_classes: int, voxel_size: float) -> None:
+        self.num_classes = num_classes
+        self.voxel_size = voxel_size
+        self._keys = np.empty(0, np.int64)
+        self._counts = np.empty((0, num_classes), np.uint32)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, points: np.ndarray, classes: np.ndarray) -> None:
+        """Count (N, 3) map-frame points with their true classes; non-finite points, points outside the
+        map's key range and classes outside 0 … C - 1 are left out."""
+        classes = np.asarray(classes).reshape(-1).astype(np.int64)
+        with np.errstate(invalid="ignore"):
+            cells = np.floor(np.asarray(points, np.float64) / self.voxel_size)
+            keep = ((cells >= KEY_MIN) & (cells <= KEY_MAX)).all(axis=1)  # False for NaN
+        keep &= (classes >= 0) & (classes < self.num_classes)
+        if not keep.any():
+            return
+        keys = pack_keys(cells[keep].astype(np.int64))
+        all_keys, inverse = np.unique(np.concatenate([self._keys, keys]), return_inverse=True)
+        counts = np.zeros((len(all_keys), self.num_classes), np.uint32)
+        counts[inverse[:len(self._keys)]] = self._counts
+        np.add.at(counts, (inverse[len(self._keys):], classes[keep]), 1)
+        self._keys, self._counts = all_keys, counts
+
+    def score(self, voxels: VoxelArrays) -> tuple[int, int]:
+        """(correct, scored): the map's voxels that hold counted points, and those of them whose label
+        is their points' majority class."""
+        if not len(voxels) or not len(self._keys):
+            return 0, 0
+        keys = pack_keys(voxels.keys)
+        position = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        observed = self._keys[position] == keys
+        truth = self._counts[position[observed]].argmax(axis=1)
+        return int((truth == voxels.labels[observed]).sum()), int(observed.sum())
+
+
 def _voxel_accuracy(voxels: Any, points: np.ndarray, truth: np.ndarray, classes: int) -> float:
     """Fraction of map voxels whose label is the majority true class of the points inside them."""
-    if not len(voxels):
-        return 0.0
-    index = voxels.lookup(points)
-    inside = index >= 0
-    votes = np.bincount(index[inside] * classes + truth[inside].astype(np.int64),
-                        minlength=len(voxels) * classes).reshape(len(voxels), classes)
-    observed = votes.sum(axis=1) > 0
-    return float((votes.argmax(axis=1) == voxels.labels)[observed].mean())
+    tally = VoxelTruth(classes, voxels.voxel_size)
+    tally.add(points, truth)
+    correct, scored = tally.score(voxels)
+    return correct / scored if scored else 0.0

@@ -14,8 +14,8 @@ import yaml
 from seg_perception.resources import resource_dir
 
 DEFAULT_TOPICS = {"rgb": "/camera/image_raw", "camera_info": "/camera/camera_info", "thermal": "/thermal/image_raw",
-                  "events": "/events", "lidar": "/lidar/points", "labels": "/camera/labels", "tf": "/tf",
-                  "tf_static": "/tf_static"}
+                  "events": "/events", "lidar": "/lidar/points", "labels": "/camera/labels",
+                  "lidar_labels": "/lidar/labels", "tf": "/tf", "tf_static": "/tf_static"}
 
 
 class ConfigError(ValueError):
@@ -38,7 +38,8 @@ class PipelineConfig:
     device: str = "auto"
     precision: str = "fp32"
     topics: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
-    slop_ms: dict[str, float] = field(default_factory=lambda: {"thermal": 30.0, "lidar": 60.0, "labels": 5.0})
+    slop_ms: dict[str, float] = field(default_factory=lambda: {"thermal": 30.0, "lidar": 60.0, "labels": 5.0,
+                                                                    "lidar_labels": 60.0})
     wait_ms: float = 300.0
     events_window_ms: float = 50.0
     mapping: MappingConfig = field(default_factory=MappingConfig)

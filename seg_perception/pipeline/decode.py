@@ -24,7 +24,7 @@ from seg_perception.io import (
     stamp_to_ns,
 )
 
-ROLES = ("rgb", "thermal", "events", "lidar", "labels", "camera_info", "tf", "tf_static")
+ROLES = ("rgb", "thermal", "events", "lidar", "labels", "lidar_labels", "camera_info", "tf", "tf_static")
 
 
 @dataclass
@@ -49,7 +49,8 @@ class MessageDecoder:
 
         Returns:
             rgb: (H, W, 3) uint8 RGB; thermal: (H, W) uint16 radiometric counts; labels: (H, W)
-            integer class ids; events: EVENT_DTYPE array; lidar: LidarSweep; camera_info: CameraModel;
+            integer class ids; events: EVENT_DTYPE array; lidar: LidarSweep; lidar_labels: (N,) integer
+            class ids, point for point the sweep's (a "label" field); camera_info: CameraModel;
             tf / tf_static: the message itself (for a TransformBuffer).
 
         Raises:
@@ -81,6 +82,12 @@ class MessageDecoder:
             # Per-point time: a "t" field of ns since the stamp (Ouster and this package); else none.
             offsets = flat["t"].astype(np.int64) if "t" in names else np.zeros(len(flat), np.int64)
             return LidarSweep(points, offsets, msg.header.frame_id, stamp_to_ns(msg.header.stamp))
+        if role == "lidar_labels":
+            cloud = cloud_to_array(msg)
+            if "label" not in (cloud.dtype.names or ()) or not np.issubdtype(cloud.dtype["label"], np.integer):
+                raise ConversionError(f"point cloud fields {list(cloud.dtype.names or ())} lack an integer 'label' "
+                                      f"field of per-point class ids")
+            return cloud["label"].reshape(-1)
         if role == "camera_info":
             return camera_model_from_info(msg)
         if role in ("tf", "tf_static"):

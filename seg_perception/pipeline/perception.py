@@ -15,13 +15,14 @@ from .decode import LidarSweep
 
 @dataclass
 class FrameResult:
-    """What one bundle gave: the segmentation, the labelled sweep and the fusion statistics (when a
-    sweep, a camera model and the transforms were there), per-stage milliseconds, and notes on what
-    was skipped and why."""
+    """What one bundle gave: the segmentation, the labelled sweep, its points in the map frame and the
+    fusion statistics (when a sweep, a camera model and the transforms were there), per-stage
+    milliseconds, and notes on what was skipped and why."""
 
     stamp_ns: int
     segmentation: Any  # engines.Segmentation
     point_labels: PointLabels | None = None
+    points_in_map: np.ndarray | None = None  # (N, 3) float32, point for point the sweep's
     map_stats: dict[str, int] | None = None
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -84,6 +85,6 @@ class Perception:
         in_map = points @ T_map_lidar[:3, :3].T.astype(np.float32) + T_map_lidar[:3, 3].astype(np.float32)
         result.map_stats = self.semantic_map.integrate(in_map, labelled.labels, labelled.confidence, stamp_ns=stamp_ns,
                                                        origin=T_map_lidar[:3, 3])
-        result.point_labels = labelled
+        result.point_labels, result.points_in_map = labelled, in_map
         result.timing["labelling"] = (labelling_done - started) * 1e3
         result.timing["fusion"] = (time.perf_counter() - labelling_done) * 1e3

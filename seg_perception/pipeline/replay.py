@@ -22,6 +22,7 @@ from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, Conve
                                stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
 from seg_perception.mapping import SemanticVoxelMap, VoxelArrays, voxels_to_cloud, voxels_to_msg
+from seg_perception.mapping.evaluate import VoxelTruth
 
 from .config import PipelineConfig
 from .decode import MessageDecoder
@@ -33,7 +34,7 @@ from .sync import FrameBundle, Synchronizer
 
 log = logging.getLogger(__name__)
 OUTPUT_NAMESPACE = "/seg_perception"
-PARTNERS = ("thermal", "lidar", "labels")  # synchronised to the RGB frames, each with its own slop
+PARTNERS = ("thermal", "lidar", "labels", "lidar_labels")  # synchronised to the RGB frames, each with its own slop
 MAP_EVERY_FRAMES = 10  # the voxel map is recorded every this many frames and at the end
 READ_AHEAD_MESSAGES = 32  # decoded messages the reader thread may hold ahead of inference
 WRITE_AHEAD_FRAMES = 4  # results the writer thread may hold behind inference
@@ -70,7 +71,7 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         # Only what this run uses: a model without thermal input need not decode the thermal topic.
         unused = {m for m in ("thermal", "events") if m not in segmenter.config.modalities}
         if not config.mapping.enabled:
-            unused.add("lidar")
+            unused |= {"lidar", "lidar_labels"}
         roles = {t: r for t, r in _present_roles(reader, config, report).items() if r not in unused}
         semantic_map = None
         if config.mapping.enabled and "lidar" in roles.values():
@@ -133,6 +134,9 @@ class _Run:
         self.frames = 0
         self.last_stamp = 0
         self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
+        semantic_map = perception.semantic_map
+        self.voxel_truth = (VoxelTruth(semantic_map.num_classes, semantic_map.voxel_size)
+                            if semantic_map is not None and "lidar_labels" in self.partners else None)
 
     def open_writer(self) -> None:
         path = self.out_dir / self.bag.name.removesuffix(".mcap").removesuffix(".bag")
@@ -225,8 +229,22 @@ class _Run:
             if record is not None:  # kept in memory; only the frames still among the worst are written
                 self.overlays[index] = overlay(bundle.rgb, color)
                 record.overlay = f"overlays/{self.bag.name}-{index:05d}.png"
+        self._score_points(result, bundle.extras.get("lidar_labels"))
         if self.writer is not None:
             self._write(bundle, result, color, frame_id, voxels)
+
+    def _score_points(self, result: FrameResult, truth: np.ndarray | None) -> None:
+        """Single-scan LiDAR point accuracy, and the points' true classes for scoring the final map."""
+        labelled, points = result.point_labels, result.points_in_map
+        if truth is None or labelled is None or self.voxel_truth is None:
+            return
+        if truth.shape[0] != points.shape[0]:
+            self.report.count_skipped("lidar labels: point count differs from the sweep's")
+            return
+        mask = labelled.labelled
+        self.report.add_voxel_counts("lidar_point_accuracy", int((labelled.labels[mask] == truth[mask]).sum()),
+                                     int(mask.sum()))
+        self.voxel_truth.add(points, truth)
 
     def _write(self, bundle: FrameBundle, result: FrameResult, color: np.ndarray, frame_id: str,
                voxels: VoxelArrays | None) -> None:
@@ -261,9 +279,12 @@ class _Run:
                     path = self.out_dir / record.overlay
                     path.parent.mkdir(exist_ok=True)
                     cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR))
+            voxels = self.perception.semantic_map.voxels() if self.perception.semantic_map is not None else None
+            if self.voxel_truth is not None and len(self.voxel_truth):
+                self.report.add_voxel_counts("voxel_accuracy", *self.voxel_truth.score(voxels))
             if self.writer is not None:
-                if self.perception.semantic_map is not None and self.frames:
-                    self._write_map(self.perception.semantic_map.voxels(), self.last_stamp)
+                if voxels is not None and self.frames:
+                    self._write_map(voxels, self.last_stamp)
                 self.writer.__exit__(None, None, None)
 
 
