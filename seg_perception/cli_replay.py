@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 DEMO_SCENARIOS = ("day", "night")
@@ -20,6 +21,14 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--out", type=Path, required=True, help="output folder: report, plots, output bags")
     parser.add_argument("--config", type=Path, default=None,
                         help="pipeline YAML (topics, model, sync, mapping; default: config/pipeline/sim.yaml)")
+    parser.add_argument("--topic", action="append", default=[], metavar="ROLE=TOPIC",
+                        help="override a topic (repeatable), e.g. rgb=/front/image_raw/compressed or lidar=none "
+                             "(roles: the config's topics keys)")
+    parser.add_argument("--labels-dir", type=Path, default=None,
+                        help="ground-truth label images named by stamp, for bags without a label topic")
+    parser.add_argument("--camera-info", type=Path, default=None, metavar="YAML",
+                        help="camera calibration (camera_calibration YAML), for bags without camera_info")
+    parser.add_argument("--no-map", dest="map", action="store_false", help="segment and score only, no voxel map")
     parser.add_argument("--model", default=None, help="override the config's model")
     parser.add_argument("--backend", default=None, help="override the config's backend")
     parser.add_argument("--realtime", action="store_true",
@@ -36,7 +45,12 @@ def _replay(args: argparse.Namespace) -> int:
     from seg_perception.pipeline.replay import ReplayOptions, replay
 
     try:
-        config = PipelineConfig.load(args.config).with_overrides(model=args.model, backend=args.backend)
+        config = PipelineConfig.load(args.config)
+        config = config.with_overrides(
+            model=args.model, backend=args.backend, topics=_topics(config.topics, args.topic),
+            labels_dir=args.labels_dir and str(args.labels_dir),
+            camera_info_file=args.camera_info and str(args.camera_info),
+            mapping=None if args.map else replace(config.mapping, enabled=False))
         report = replay(args.bags, config, args.out, ReplayOptions(realtime=args.realtime, record=args.record,
                                                                   progress=sys.stderr.isatty()),
                         workers=args.workers)
@@ -46,6 +60,22 @@ def _replay(args: argparse.Namespace) -> int:
     print(summary_table(report))
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _topics(topics: dict[str, str | None], flags: list[str]) -> dict[str, str | None] | None:
+    """The config's topics with --topic ROLE=TOPIC flags applied ("none" leaves a role out)."""
+    from seg_perception.pipeline import ConfigError, PipelineConfig
+    from seg_perception.pipeline.config import DEFAULT_TOPICS
+
+    if not flags:
+        return None
+    changed = dict(topics)
+    for flag in flags:
+        role, sep, topic = flag.partition("=")
+        if not sep or role not in DEFAULT_TOPICS:
+            raise ConfigError(f"--topic {flag!r}: expected ROLE=TOPIC with a role of {', '.join(DEFAULT_TOPICS)}")
+        changed[role] = None if topic.lower() in ("", "none") else topic
+    return PipelineConfig.from_dict({"topics": changed}, "--topic flags").topics
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

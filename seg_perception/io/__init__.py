@@ -5,7 +5,7 @@ writers build messages through a `MessageFactory` (rosbags classes by default). 
 `ConversionError` naming what was wrong and what is accepted.
 """
 from .bags import BagMessage, BagReader, BagWriter, read_messages
-from .camera import CameraModel, camera_info_from_model, camera_model_from_info, distort_normalized
+from .camera import CameraModel, camera_info_from_model, camera_model_from_info, camera_model_from_yaml, distort_normalized
 from .compressed import array_to_compressed, compressed_to_array
 from .encoding import EVENT_WINDOW_NS, EventWindow, encode_thermal, events_to_voxel_grid
 from .errors import BagError, ConversionError
@@ -49,7 +49,7 @@ __all__ = [
     "BagError", "BagMessage", "BagReader", "BagWriter", "CameraModel", "ConversionError", "EVENT_DTYPE", "EVENT_WINDOW_NS",
     "EventWindow", "Evt3Decoder", "encode_thermal", "events_to_voxel_grid",
     "MessageFactory", "RosbagsFactory", "TransformBuffer", "TransformError", "array_to_cloud", "array_to_compressed",
-    "array_to_image", "as_bytes", "camera_info_from_model", "camera_model_from_info", "cloud_dtype", "cloud_to_array",
+    "array_to_image", "as_bytes", "camera_info_from_model", "camera_model_from_info", "camera_model_from_yaml", "cloud_dtype", "cloud_to_array",
     "cloud_to_columns", "cloud_to_xyz", "compressed_to_array", "default_typestore", "distort_normalized",
     "encode_evt3", "encoding_layout", "event_array_to_events", "events_to_event_array", "events_to_packet",
     "image_to_array", "image_to_rgb", "invert_transform", "label_set_to_msg", "make_header", "make_stamp", "matrix_to_pose",

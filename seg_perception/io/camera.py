@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -452,3 +453,31 @@ def camera_info_from_model(
         binning_y=model.binning_y,
         roi=factory.make(ROI_TYPE, x_offset=x_off, y_offset=y_off, height=roi_h, width=roi_w, do_rectify=do_rectify),
     )
+
+
+def camera_model_from_yaml(path: str | Path, frame_id: str) -> CameraModel:
+    """A calibration file as ROS camera_calibration writes it (camera_info_manager's YAML: image_width,
+    image_height, camera_matrix, distortion_model, distortion_coefficients, rectification_matrix,
+    projection_matrix, each matrix as {rows, cols, data}) → CameraModel in `frame_id`.
+
+    Raises:
+        ConversionError: the file is unreadable, lacks a key or holds an invalid calibration.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+        matrices = {key: data[key]["data"] for key in ("camera_matrix", "projection_matrix")}
+        return CameraModel(
+            width=int(data["image_width"]), height=int(data["image_height"]), K=matrices["camera_matrix"],
+            D=data.get("distortion_coefficients", {}).get("data", []),
+            distortion_model=data.get("distortion_model", "") or "",
+            R=data.get("rectification_matrix", {}).get("data", np.eye(3)), P=matrices["projection_matrix"],
+            frame_id=frame_id)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConversionError(f"cannot read camera calibration {path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ConversionError(f"camera calibration {path} lacks {exc}; expected the camera_calibration YAML keys "
+                              f"image_width, image_height, camera_matrix, projection_matrix (+ distortion_model, "
+                              f"distortion_coefficients, rectification_matrix)") from None

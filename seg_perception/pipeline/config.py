@@ -5,10 +5,12 @@ unknown key is an error that lists the accepted ones.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from seg_perception.resources import resource_dir
@@ -32,6 +34,24 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
+class StaticTransform:
+    """T_parent_child: translation (m) and rotation as a unit quaternion x, y, z, w (as in a TF message)."""
+
+    parent: str
+    child: str
+    translation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rotation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+
+    def matrix(self) -> np.ndarray:
+        from seg_perception.io.transforms import quaternion_to_matrix
+
+        T = np.eye(4)
+        T[:3, :3] = quaternion_to_matrix(self.rotation)
+        T[:3, 3] = self.translation
+        return T
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     model: str = "student_rgb_thermal_events"
     backend: str = "auto"
@@ -43,6 +63,10 @@ class PipelineConfig:
     wait_ms: float = 300.0
     events_window_ms: float = 50.0
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    labels_dir: str | None = None  # ground-truth label images named by stamp, for bags without a label topic
+    camera_info_file: str | None = None  # camera_calibration YAML, for bags without camera_info
+    camera_frame: str = "camera_optical_frame"  # the frame of camera_info_file's camera
+    static_transforms: tuple[StaticTransform, ...] = ()  # for bags without (all of) /tf_static
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "configuration") -> PipelineConfig:
@@ -59,6 +83,9 @@ class PipelineConfig:
         if "mapping" in values:
             _check_keys(values["mapping"], {f.name for f in fields(MappingConfig)}, f"{where}: mapping")
             values["mapping"] = MappingConfig(**values["mapping"])
+        if "static_transforms" in values:
+            values["static_transforms"] = tuple(_static_transform(t, f"{where}: static_transforms[{i}]")
+                                                for i, t in enumerate(values["static_transforms"] or ()))
         return cls(**values)
 
     @classmethod
@@ -76,11 +103,31 @@ class PipelineConfig:
             raise ConfigError(f"cannot read pipeline configuration {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
+        for key in ("labels_dir", "camera_info_file"):  # relative to the configuration file
+            if data.get(key):
+                data[key] = str(path.parent / Path(data[key]).expanduser())
         return cls.from_dict(data, str(path))
 
     def with_overrides(self, **changes: Any) -> PipelineConfig:
         """A copy with the non-None `changes` applied (command-line flags over the file)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _static_transform(data: Any, where: str) -> StaticTransform:
+    _check_keys(data, {f.name for f in fields(StaticTransform)}, where)
+    try:
+        transform = StaticTransform(str(data["parent"]), str(data["child"]),
+                                    tuple(float(v) for v in data.get("translation", (0.0, 0.0, 0.0))),
+                                    tuple(float(v) for v in data.get("rotation", (0.0, 0.0, 0.0, 1.0))))
+    except KeyError as exc:
+        raise ConfigError(f"{where} lacks {exc}; give parent, child, translation [x, y, z], rotation [x, y, z, w]") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: translation must be 3 numbers and rotation 4 (quaternion x, y, z, w)") from None
+    if len(transform.translation) != 3 or len(transform.rotation) != 4:
+        raise ConfigError(f"{where}: translation must be 3 numbers and rotation 4 (quaternion x, y, z, w)")
+    if not math.isclose(math.hypot(*transform.rotation), 1.0, abs_tol=1e-3):
+        raise ConfigError(f"{where}: rotation {list(transform.rotation)} is not a unit quaternion")
+    return transform
 
 
 def _check_keys(data: Any, accepted: set[str], where: str) -> None:

@@ -19,12 +19,13 @@ import numpy as np
 
 from seg_perception.evaluation import EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, ConversionError, TransformBuffer,
-                               stamp_to_ns)
+                               camera_model_from_yaml, stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
 from seg_perception.mapping import SemanticVoxelMap, VoxelArrays, voxels_to_cloud, voxels_to_msg
 from seg_perception.mapping.evaluate import VoxelTruth
 
-from .config import PipelineConfig
+from .config import ConfigError, PipelineConfig
+from .label_folder import LabelFolder
 from .decode import MessageDecoder
 from .outputs import image_messages, info_message, overlay
 from .perception import FrameResult, Perception
@@ -78,7 +79,11 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
             semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size,
                                             radius=config.mapping.radius, max_voxels=config.mapping.max_voxels)
         transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
+        for static in config.static_transforms:  # the bag's /tf_static, if any, adds to these
+            transforms.set_transform(static.matrix(), static.parent, static.child, static=True)
         perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
+        if config.camera_info_file:  # until the bag's camera_info, if any, replaces it
+            perception.camera = camera_model_from_yaml(config.camera_info_file, config.camera_frame)
         run = _Run(reader, out_dir, config, options, perception, report)
         if options.record:
             run.open_writer()
@@ -135,6 +140,8 @@ class _Run:
         self.last_stamp = 0
         self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
         semantic_map = perception.semantic_map
+        self.label_folder = (LabelFolder(config.labels_dir, int(config.slop_ms.get("labels", 5.0) * 1e6))
+                             if config.labels_dir else None)
         self.voxel_truth = (VoxelTruth(semantic_map.num_classes, semantic_map.voxel_size)
                             if semantic_map is not None and "lidar_labels" in self.partners else None)
 
@@ -223,6 +230,11 @@ class _Run:
         segmentation = result.segmentation
         color = self.segmenter.label_set.colorize(segmentation.labels)
         truth = bundle.extras.get("labels")
+        if truth is None and self.label_folder is not None:
+            try:
+                truth = self.label_folder.at(bundle.stamp_ns)
+            except ConfigError as exc:
+                self.report.count_skipped(f"label image: {_reason(exc)}")
         if truth is not None:
             record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
                                              stamp_ns=bundle.stamp_ns, index=index)
