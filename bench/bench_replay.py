@@ -1,9 +1,10 @@
 """Replay overhead (issue #7): replay frames/s against pure inference frames/s for the same model and
 frames. Replay = read and decode the bag, synchronise, segment, score, write the output bag; pure
 inference = `Segmenter.segment` on the decoded frames. Mapping is off for the comparison (it is
-reported separately, as its own workload). Prints JSON.
+reported separately, as its own workload, with LiDAR and voxel scoring), and so is the output bag in
+one more run. Prints JSON.
 
-    python bench/bench_replay.py [--frames 30] [--model student_rgb]
+    python bench/bench_replay.py [--frames 60] [--model student_rgb]
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from seg_perception.sim.bag import write_bag
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--model", default="student_rgb")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
@@ -47,11 +48,14 @@ def main(argv: list[str]) -> int:
             segmenter.segment(**frame)
         inference_fps = len(given) / (time.perf_counter() - start)
         results = {}
-        for name, mapping in (("replay", False), ("replay_with_mapping", True)):
+        runs = {"replay": (False, True), "replay_without_output_bag": (False, False),
+                "replay_with_mapping": (True, True)}
+        for name, (mapping, record) in runs.items():
             run_config = replace(config, mapping=MappingConfig(enabled=mapping))
-            replay_bag(bag, run_config, Path(scratch) / "warm", ReplayOptions(), segmenter=segmenter)
+            options = ReplayOptions(record=record)
+            replay_bag(bag, run_config, Path(scratch) / "warm", options, segmenter=segmenter)
             start = time.perf_counter()
-            report = replay_bag(bag, run_config, Path(scratch) / name, ReplayOptions(), segmenter=segmenter)
+            report = replay_bag(bag, run_config, Path(scratch) / name, options, segmenter=segmenter)
             elapsed = time.perf_counter() - start
             results[name] = {"frames": report.frames, "frames_per_s": round(report.frames / elapsed, 2)}
     replay_fps = results["replay"]["frames_per_s"]

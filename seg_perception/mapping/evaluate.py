@@ -141,8 +141,9 @@ class VoxelTruth:
         self._keys, self._counts = all_keys, counts
 
     def score(self, voxels: VoxelArrays) -> tuple[int, int]:
-        """(correct, scored): the map's voxels that hold counted points, and those of them whose label
-        is their points' majority class."""
+        """(correct, scored): the map's labelled voxels (observations > 0) that hold counted points, and
+        those of them whose label is their points' majority class."""
+        voxels = voxels.select(voxels.observations > 0)
         if not len(voxels) or not len(self._keys):
             return 0, 0
         keys = pack_keys(voxels.keys)

@@ -256,7 +256,7 @@ class _Run:
         mask = labelled.labelled
         self.report.add_voxel_counts("lidar_point_accuracy", int((labelled.labels[mask] == truth[mask]).sum()),
                                      int(mask.sum()))
-        self.voxel_truth.add(points, truth)
+        self.voxel_truth.add(points[mask], truth[mask])  # the points that carried labels into the map
 
     def _write(self, bundle: FrameBundle, result: FrameResult, color: np.ndarray, frame_id: str,
                voxels: VoxelArrays | None) -> None:
