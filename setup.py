@@ -56,5 +56,8 @@ setup(
         "mapping": ["open3d>=0.18"],
         "dev": ["pytest>=8", "hypothesis>=6.100"],
     },
-    entry_points={"console_scripts": ["seg-perception=seg_perception.cli:main"]},
+    entry_points={"console_scripts": ["seg-perception=seg_perception.cli:main",
+                                        "voxel_mapping_node=seg_perception.ros.voxel_mapping_node:main",
+                                        "segmentation_node=seg_perception.ros.segmentation_node:main",
+                                        "perception_node=seg_perception.ros.perception_node:main"]},
 )

@@ -101,6 +101,8 @@ SEGMENTATION: tuple[Parameter, ...] = (
     Parameter("threads", "integer", 0, "CPU threads for inference (0: the backend's default)", low=0, high=256),
     Parameter("diagnostics_period_s", "double", 1.0, "how often /diagnostics and the log report",
               low=0.1, high=60.0),
+    Parameter("autostart", "bool", True, "configure and activate at start-up (false: wait for a lifecycle "
+              "manager)"),
 )
 
 MAPPING: tuple[Parameter, ...] = (
@@ -111,7 +113,7 @@ MAPPING: tuple[Parameter, ...] = (
     Parameter("camera_info_topic", "string", "camera_info", _TOPIC_HELP),
     Parameter("label_set", "string", "sim_offroad", "label set of the incoming labels (name or YAML path)"),
     Parameter("map_frame", "string", "map", "fixed frame of the map"),
-    Parameter("voxel_size", "double", 0.2, "voxel edge (m)", low=0.01, high=10.0),
+    Parameter("voxel_size", "double", 0.2, "voxel edge (m)", low=0.02, high=2.0),
     Parameter("radius", "double", 60.0, "voxels farther than this from the sensor are dropped (m; 0: keep all)",
               low=0.0, high=10_000.0),
     Parameter("max_voxels", "integer", 2_000_000, "voxel budget; the oldest voxels go first", low=1_000,
@@ -120,12 +122,18 @@ MAPPING: tuple[Parameter, ...] = (
               low=0.0, high=1000.0),
     Parameter("tf_timeout_s", "double", 0.2, "how long to wait for late TF before skipping a cloud",
               low=0.0, high=10.0),
+    Parameter("labels_wait_s", "double", 0.5,
+              "how long (sensor time: stamps of later clouds and label images) a cloud waits for its label image",
+              low=0.01, high=10.0),
     Parameter("max_pending_clouds", "integer", 4, "clouds waiting for labels or TF; older ones are dropped",
               low=1, high=100),
     Parameter("publish_rate_hz", "double", 1.0, "how often the map is published", read_only=False,
               low=0.01, high=50.0),
     Parameter("static_transforms", "string_array", [],
               "extrinsics when no TF is available: 'parent child x y z qx qy qz qw' each"),
+    Parameter("odom_topic", "string", "",
+              "nav_msgs/Odometry topic taken as the header.frame_id -> child_frame_id transform, for robots "
+              "without a TF broadcaster of that edge (empty: none)"),
     Parameter("save_path", "string", "", "where the save service and shutdown write the map (.npz)"),
     Parameter("save_on_shutdown", "bool", False, "save the map to save_path when the node shuts down"),
     Parameter("load_path", "string", "", "a saved map to start from"),
@@ -138,8 +146,8 @@ MAPPING: tuple[Parameter, ...] = (
 
 # In one process the labels never cross a topic, and the segmentation's camera, label set, QoS and
 # diagnostics settings serve the mapping too.
-_NOT_IN_PERCEPTION = {"labels_topic", "confidence_topic", "labels_slop_ms", "camera_info_topic", "label_set",
-                      "qos_reliability", "qos_depth", "diagnostics_period_s"}
+_NOT_IN_PERCEPTION = {"labels_topic", "confidence_topic", "labels_slop_ms", "labels_wait_s", "camera_info_topic",
+                      "label_set", "qos_reliability", "qos_depth", "diagnostics_period_s"}
 PERCEPTION: tuple[Parameter, ...] = SEGMENTATION + tuple(p for p in MAPPING if p.name not in _NOT_IN_PERCEPTION) + (
     Parameter("mapping", "bool", True, "label the LiDAR sweeps and fuse the voxel map in this process"),
 )
@@ -169,9 +177,14 @@ def check(table: tuple[Parameter, ...], values: dict[str, Any], where: str) -> d
     return {**defaults(table), **values}
 
 
+ROS_PARAMETERS = {"use_sim_time": Parameter("use_sim_time", "bool", False, "ROS time from /clock")}
+"""Parameters every ROS node has, accepted in any section of a parameters file."""
+
+
 def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """A ROS 2 parameters YAML (`node_name: {ros__parameters: {...}}`, node names may carry a namespace
-    or the /** wildcard) → node name → checked parameters. Nodes without a table here are refused.
+    or the /** wildcard) → node name → checked parameters. Nodes without a table here are refused; a
+    section for every node (`/**`) may only hold parameters some node here has, and is checked, not returned.
 
     Raises:
         ConfigError: unreadable YAML, an unknown node or parameter, or a value not accepted.
@@ -185,11 +198,23 @@ def load_params_file(path: str | Path) -> dict[str, dict[str, Any]]:
     nodes = {}
     for key, body in data.items():
         name = str(key).rsplit("/", 1)[-1]
-        if name not in TABLES:
+        if name not in TABLES and name != "**":
             raise ConfigError(f"{path}: node {key!r} is not one of this package's nodes: {', '.join(TABLES)}")
         if not isinstance(body, dict) or set(body) != {"ros__parameters"}:
             raise ConfigError(f"{path}: {key} must hold exactly one key, ros__parameters")
-        nodes[name] = check(TABLES[name], body["ros__parameters"] or {}, f"{path}: {key}")
+        values = dict(body["ros__parameters"] or {})
+        for standard, parameter in ROS_PARAMETERS.items():
+            if standard in values and (reason := parameter.check(values.pop(standard))):
+                raise ConfigError(f"{path}: {key}: {reason}")
+        if name == "**":
+            anywhere = {p.name: p for table in TABLES.values() for p in table}
+            check(tuple(anywhere[n] for n in values if n in anywhere), {n: v for n, v in values.items()
+                                                                         if n in anywhere}, f"{path}: {key}")
+            unknown = sorted(set(values) - set(anywhere))
+            if unknown:
+                raise ConfigError(f"{path}: {key}: no node here has parameter(s) {unknown}")
+            continue
+        nodes[name] = check(TABLES[name], values, f"{path}: {key}")
     return nodes
 
 
@@ -211,3 +236,14 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
                    precision=values["precision"], topics=topics,
                    slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]},
                    events_window_ms=values["events_window_ms"], mapping=mapping)
+
+
+def markdown_table(table: tuple[Parameter, ...]) -> str:
+    """The table as Markdown (name, type, default, live, description), as the README shows it."""
+    rows = ["| parameter | type | default | live | description |", "| --- | --- | --- | --- | --- |"]
+    for p in table:
+        default = ", ".join(p.default) if p.type == "string_array" else p.default
+        accepted = " (" + " \\| ".join(p.choices) + ")" if p.choices else ""  # \| : a pipe inside a table cell
+        rows.append(f"| `{p.name}` | {p.type.replace('_', ' ')} | `{default}` | {'' if p.read_only else 'yes'} | "
+                    f"{p.description}{accepted} |")
+    return "\n".join(rows)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,23 +69,65 @@ class Perception:
         return result
 
     def _map(self, sweep: LidarSweep, stamp_ns: int, result: FrameResult) -> None:
-        camera, lookup = self.camera, self.transforms.lookup
-        started = time.perf_counter()
-        points = sweep.points
-        if self.deskew_slices and sweep.time_offset_ns.any():
-            def pose_at(stamps: np.ndarray) -> np.ndarray:
-                return np.stack([lookup(self.map_frame, sweep.frame_id, int(s)) for s in stamps])
-
-            points = deskew(points, sweep.time_offset_ns, sweep.stamp_ns, pose_at, stamp_ns,
-                            slices=self.deskew_slices)
-        T_camera_lidar = lookup(camera.frame_id, sweep.frame_id, stamp_ns)
         segmentation = result.segmentation
-        labelled = label_points(points, T_camera_lidar, camera, segmentation.labels, segmentation.confidence)
-        labelling_done = time.perf_counter()
-        T_map_lidar = lookup(self.map_frame, sweep.frame_id, stamp_ns)
-        in_map = points @ T_map_lidar[:3, :3].T.astype(np.float32) + T_map_lidar[:3, 3].astype(np.float32)
-        result.map_stats = self.semantic_map.integrate(in_map, labelled.labels, labelled.confidence, stamp_ns=stamp_ns,
-                                                       origin=T_map_lidar[:3, 3])
-        result.point_labels, result.points_in_map = labelled, in_map
-        result.timing["labelling"] = (labelling_done - started) * 1e3
-        result.timing["fusion"] = (time.perf_counter() - labelling_done) * 1e3
+        mapped = map_sweep(self.semantic_map, sweep, segmentation.labels, segmentation.confidence, self.camera,
+                           self.transforms.lookup, stamp_ns, map_frame=self.map_frame,
+                           deskew_slices=self.deskew_slices)
+        result.point_labels, result.points_in_map, result.map_stats = mapped.labels, mapped.points_in_map, mapped.stats
+        result.timing.update(mapped.timing)
+
+
+@dataclass
+class MappedSweep:
+    """What `map_sweep` did: the sweep's labels, its points in the map frame (point for point the
+    sweep's), the map's fusion statistics and per-stage milliseconds (labelling, fusion)."""
+
+    labels: PointLabels
+    points_in_map: np.ndarray
+    stats: dict[str, int]
+    timing: dict[str, float]
+
+
+def map_sweep(semantic_map: SemanticVoxelMap, sweep: LidarSweep, labels: np.ndarray, confidence: np.ndarray | None,
+              camera: CameraModel, lookup: Callable[[str, str, int], np.ndarray], stamp_ns: int, *,
+              map_frame: str = "map", deskew_slices: int = 32) -> MappedSweep:
+    """Label a LiDAR sweep through a segmented camera image taken at `stamp_ns` and fuse it into the map.
+
+    The sweep is deskewed into its sensor frame at `stamp_ns` (when it has per-point times and
+    `deskew_slices` > 0), labelled through `camera` (with occlusion) and fused at the sensor's pose.
+
+    Args:
+        labels, confidence: the segmentation of the image: (H, W) class ids and (H, W) float or None.
+        lookup: (target, source, stamp_ns) → T_target_source, as `TransformBuffer.lookup`.
+        stamp_ns: the image's stamp: the instant the points are labelled and fused at.
+
+    Raises:
+        TransformError: a transform the sweep needs is missing; raised before anything is labelled
+            or fused, so the call can be repeated once the transform has arrived.
+        MappingError: inputs the projection or the map refuse.
+    """
+    started = time.perf_counter()
+    points = sweep.points
+    if deskew_slices and sweep.time_offset_ns.any():
+        def pose_at(stamps: np.ndarray) -> np.ndarray:
+            return np.stack([lookup(map_frame, sweep.frame_id, int(s)) for s in stamps])
+
+        points = deskew(points, sweep.time_offset_ns, sweep.stamp_ns, pose_at, stamp_ns, slices=deskew_slices)
+    T_camera_lidar = lookup(camera.frame_id, sweep.frame_id, stamp_ns)
+    T_map_lidar = lookup(map_frame, sweep.frame_id, stamp_ns)
+    labelled = label_points(points, T_camera_lidar, camera, labels, confidence)
+    labelling_done = time.perf_counter()
+    in_map = points @ T_map_lidar[:3, :3].T.astype(np.float32) + T_map_lidar[:3, 3].astype(np.float32)
+    stats = semantic_map.integrate(in_map, labelled.labels, labelled.confidence, stamp_ns=stamp_ns,
+                                   origin=T_map_lidar[:3, 3])
+    return MappedSweep(labelled, in_map, stats, {"labelling": (labelling_done - started) * 1e3,
+                                                 "fusion": (time.perf_counter() - labelling_done) * 1e3})
+
+
+def sweep_middle_ns(sweep: LidarSweep) -> int:
+    """The middle of the sweep's measurement span (its header stamp when it has no per-point times): the
+    instant a cloud is paired with a camera image at, whether its driver stamps the start or the end."""
+    offsets = sweep.time_offset_ns
+    if not offsets.size:
+        return sweep.stamp_ns
+    return sweep.stamp_ns + (int(offsets.min()) + int(offsets.max())) // 2

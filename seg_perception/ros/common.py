@@ -8,6 +8,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter as RosParameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from seg_perception.pipeline.parameters import Parameter
@@ -37,7 +38,10 @@ def declare(node: Node, table: tuple[Parameter, ...]) -> dict[str, Any]:
     return their values; a value the table does not accept raises ValueError naming it."""
     values = {}
     for parameter in table:
-        value = node.declare_parameter(parameter.name, parameter.default, descriptor(parameter)).value
+        default = parameter.default
+        if parameter.type == "string_array" and not default:
+            default = RosParameter.Type.STRING_ARRAY  # rclpy would take an empty list for a byte array
+        value = node.declare_parameter(parameter.name, default, descriptor(parameter)).value
         if parameter.type == "string_array":
             value = list(value or [])
         reason = parameter.check(value)
