@@ -137,7 +137,8 @@ class VoxelTruth:
         all_keys, inverse = np.unique(np.concatenate([self._keys, keys]), return_inverse=True)
         counts = np.zeros((len(all_keys), self.num_classes), np.uint32)
         counts[inverse[:len(self._keys)]] = self._counts
-        np.add.at(counts, (inverse[len(self._keys):], classes[keep]), 1)
+        counts += np.bincount(inverse[len(self._keys):] * self.num_classes + classes[keep],
+                              minlength=counts.size).reshape(counts.shape).astype(np.uint32)
         self._keys, self._counts = all_keys, counts
 
     def score(self, voxels: VoxelArrays) -> tuple[int, int]:

@@ -124,6 +124,14 @@ def map_sweep(semantic_map: SemanticVoxelMap, sweep: LidarSweep, labels: np.ndar
                                                  "fusion": (time.perf_counter() - labelling_done) * 1e3})
 
 
+def transforms_needed_until(sweep: LidarSweep | None, stamp_ns: int) -> int:
+    """The latest stamp labelling a sweep with an image taken at `stamp_ns` needs transforms for: the
+    sweep's last point (deskewing looks up poses across the sweep), or the image's stamp when later."""
+    if sweep is None or not sweep.time_offset_ns.size:
+        return stamp_ns
+    return max(stamp_ns, sweep.stamp_ns + int(sweep.time_offset_ns.max()))
+
+
 def sweep_middle_ns(sweep: LidarSweep) -> int:
     """The middle of the sweep's measurement span (its header stamp when it has no per-point times): the
     instant a cloud is paired with a camera image at, whether its driver stamps the start or the end."""

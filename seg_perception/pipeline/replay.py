@@ -28,7 +28,7 @@ from .config import ConfigError, PipelineConfig
 from .label_folder import LabelFolder
 from .decode import MessageDecoder
 from .outputs import image_messages, info_message, overlay
-from .perception import FrameResult, Perception
+from .perception import FrameResult, Perception, transforms_needed_until
 from .schedulers import LiveScheduler, ReplayScheduler
 from .stages import SerialWorker, prefetch
 from .sync import FrameBundle, Synchronizer
@@ -196,7 +196,7 @@ class _Run:
                     if role == "tf":
                         newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
                 waiting.extend(self.sync.ready(newest))
-                while waiting and _sweep_end(waiting[0]) <= newest_tf:
+                while waiting and transforms_needed_until(waiting[0].lidar, waiting[0].stamp_ns) <= newest_tf:
                     scheduler.submit(waiting.popleft())
         except BagError as exc:  # e.g. a corrupt chunk mid-bag: what was read is still replayed and kept
             log.error("%s: reading stopped: %s", self.bag.name, exc)
@@ -313,14 +313,6 @@ def _decoded(messages: Iterator[BagMessage], roles: dict[str, str]) -> Iterator[
         yield message, role, payload, stamp
 
 
-def _sweep_end(bundle: FrameBundle) -> int:
-    """The stamp up to which a bundle needs transforms: its LiDAR sweep's last point, else its image."""
-    sweep = bundle.lidar
-    if sweep is None or not len(sweep.time_offset_ns):
-        return bundle.stamp_ns
-    return max(bundle.stamp_ns, sweep.stamp_ns + int(sweep.time_offset_ns.max()))
-
-
 def _event_sensor(reader: BagReader, topic: str) -> tuple[int, int] | None:
     """(width, height) of the event camera, from the first message on its topic (None: no message)."""
     first = next(reader.messages([topic]), None)
@@ -330,7 +322,6 @@ def _event_sensor(reader: BagReader, topic: str) -> tuple[int, int] | None:
 def _reason(exc: BaseException) -> str:
     """A short, countable reason: the message's first clause."""
     return str(exc).split(";")[0][:120]
-
 
 
 def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, options: ReplayOptions | None = None,

@@ -31,7 +31,7 @@ from sensor_msgs.msg import PointCloud2
 from seg_perception.io import TransformError
 from seg_perception.mapping import MappingError, SemanticVoxelMap, load_map, save_map, voxels_to_cloud, voxels_to_msg
 from seg_perception.msg import SemanticVoxelMap as SemanticVoxelMapMsg
-from seg_perception.pipeline import FrameBundle, Perception
+from seg_perception.pipeline import FrameBundle, Perception, transforms_needed_until
 from seg_perception.pipeline.parameters import PERCEPTION
 
 from .messages import RclpyFactory
@@ -91,8 +91,7 @@ class PerceptionNode(SegmentationNode):
         if sweep is None or camera is None:
             return True
         map_frame = self.perception.map_frame
-        # The sweep's points span its stamp to its last point's time (deskewing looks up poses across it).
-        end = max(bundle.stamp_ns, sweep.stamp_ns + int(sweep.time_offset_ns.max(initial=0)))
+        end = transforms_needed_until(sweep, bundle.stamp_ns)
         needed = [(camera.frame_id, bundle.stamp_ns), (map_frame, bundle.stamp_ns), (map_frame, end)]
         if sweep.time_offset_ns.any():
             needed.append((map_frame, sweep.stamp_ns))
