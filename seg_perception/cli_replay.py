@@ -34,6 +34,8 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--realtime", action="store_true",
                         help="play at the bags' rate into the live scheduler (newest frame wins) and count drops")
     parser.add_argument("--workers", type=int, default=1, help="bags replayed in parallel processes (default: 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU inference threads per process (default: the config's; 0: all cores but one)")
     parser.add_argument("--no-bag", dest="record", action="store_false", help="do not write output bags")
     parser.set_defaults(run=_replay)
 
@@ -47,7 +49,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         config = PipelineConfig.load(args.config)
         config = config.with_overrides(
-            model=args.model, backend=args.backend, topics=_topics(config.topics, args.topic),
+            model=args.model, backend=args.backend, threads=args.threads, topics=_topics(config.topics, args.topic),
             labels_dir=args.labels_dir and str(args.labels_dir),
             camera_info_file=args.camera_info and str(args.camera_info),
             mapping=None if args.map else replace(config.mapping, enabled=False))

@@ -193,6 +193,16 @@ def test_large_label_sets_come_back_as_uint16(backend, tmp_path):
     assert (result.labels == expected).mean() >= 0.999
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_threads_bound_the_engine_and_the_torch_pre_and_post_processing(backend, cache_dir):
+    before = torch.get_num_threads()
+    try:
+        segmenter = Segmenter("student_rgb", backend=backend, device="cpu", threads=1, cache_dir=cache_dir)
+        assert torch.get_num_threads() == 1 and segmenter.describe()["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_input_is_named(cache_dir):
     segmenter = Segmenter("student_rgb", backend="onnxruntime", cache_dir=cache_dir)
     with pytest.raises(SegmenterInputError, match=r"rgb must be a \(H, W, 3\) uint8 array in RGB order; got float32"):

@@ -14,6 +14,7 @@ from seg_perception.evaluation import (
     boundary_band,
     boundary_confusion,
     confusion_matrix,
+    frame_confusion,
 )
 from seg_perception.labels import load_label_set
 
@@ -217,6 +218,22 @@ def test_boundary_iou_of_a_shifted_prediction_by_hand(shift):
     whole = ConfusionMatrix(2)
     whole.update(prediction, target)
     assert cm.miou() < whole.miou()
+
+
+@pytest.mark.parametrize("ignored", [0.0, 0.2])
+def test_frame_confusion_is_the_two_matrices_it_fuses(ignored):
+    """Both matrices of one pass against the two separate computations (scikit-learn's for the first)."""
+    rng = np.random.default_rng(3)
+    target = np.repeat(np.repeat(rng.integers(0, 4, (12, 16)), 6, axis=0), 5, axis=1).astype(np.uint8)
+    target[rng.random(target.shape) < ignored] = 255
+    prediction = np.where(rng.random(target.shape) < 0.7, target, rng.integers(0, 5, target.shape)).astype(np.uint8)
+    overall, edges = frame_confusion(prediction, target, 5, width_px=2)
+    keep = target != 255
+    np.testing.assert_array_equal(overall, sk_confusion_matrix(target[keep], prediction[keep], labels=range(5)))
+    np.testing.assert_array_equal(edges, boundary_confusion(prediction, target, 5, width_px=2))
+    assert 0 < edges.sum() <= overall.sum()  # with scattered ignore pixels every pixel is near an edge
+    with pytest.raises(EvaluationError, match="prediction holds class id 9"):
+        frame_confusion(np.full_like(prediction, 9), target, 5)
 
 
 @pytest.mark.parametrize("call, message", [

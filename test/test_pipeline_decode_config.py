@@ -74,3 +74,22 @@ def test_config_defaults_overrides_and_errors(tmp_path):
         PipelineConfig.load(path)
     with pytest.raises(ConfigError, match="cannot read"):
         PipelineConfig.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, True, "2"])
+def test_threads_must_be_a_whole_number(tmp_path, threads):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"threads: {threads!r}\n" if isinstance(threads, str) else f"threads: {threads}\n")
+    with pytest.raises(ConfigError, match=r"threads must be a whole number >= 0 \(0: automatic\)"):
+        PipelineConfig.load(path)
+
+
+@pytest.mark.parametrize(("configured", "cores", "processes", "expected"), [
+    (0, 2, 1, 1), (0, 16, 1, 15), (0, 16, 4, 3), (0, 2, 4, 1), (0, 1, 1, 1), (3, 16, 1, 3), (3, 2, 2, 3)])
+def test_replay_keeps_a_core_for_reading_and_writing(monkeypatch, configured, cores, processes, expected):
+    import os
+
+    from seg_perception.pipeline.replay import inference_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert inference_threads(PipelineConfig(threads=configured), processes) == expected

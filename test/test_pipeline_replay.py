@@ -44,6 +44,18 @@ def test_replay_is_deterministic_and_scores_every_frame(bag, config, tmp_path):
     assert 0.0 < first.confusion.miou() <= 1.0
 
 
+def test_worst_frames_have_their_overlays_and_the_strip(bag, config, tmp_path):
+    import cv2
+
+    report = replay([bag], config, tmp_path, ReplayOptions(record=False))
+    assert len(report.worst_frames) == min(FRAMES, report.worst_limit)
+    for record in report.worst_frames:
+        picture = cv2.imread(str(tmp_path / record.overlay))
+        assert picture is not None and picture.shape == (360, 640, 3), record.overlay
+        assert picture.std() > 10  # a scene, not a blank image
+    assert cv2.imread(str(tmp_path / "worst_frames.png")) is not None
+
+
 def test_output_bag_is_readable_by_an_independent_mcap_reader(bag, config, tmp_path):
     from mcap.reader import make_reader
 

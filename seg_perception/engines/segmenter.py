@@ -56,7 +56,9 @@ class Segmenter:
         fit: "resize" (stretch) or "letterbox" (keep the aspect ratio, pad).
         cache_dir: exports, quantised models and TensorRT plans (default `default_cache_dir()`).
         rebuild: rebuild an unusable cached artefact (True) or raise (False).
-        threads: CPU threads; default the library's own choice.
+        threads: CPU threads for the engine (PyTorch or ONNX Runtime intra-op) and for pre- and
+            post-processing, which run on torch whatever the backend (torch's pool is process-wide);
+            default the libraries' own choice (all cores).
         calibration: INT8 calibration frames.
         channels_last: PyTorch memory format.
         plan: TensorRT: use (or build) the engine at this path instead of the cache.
@@ -84,6 +86,8 @@ class Segmenter:
             options.calibration_feeds = lambda: self._feeds(calibration, fit)
         kwargs = {"plan": Path(plan)} if plan is not None and self.backend_name == "tensorrt" else {}
         self.engine = BACKENDS[self.backend_name](self.source, spec, self.device, options, **kwargs)
+        if threads and self.engine.torch_device().type == "cpu":
+            torch.set_num_threads(threads)
         self.preprocess = Preprocessor(config.modalities, config.event_bins, spec.width, spec.height, fit=fit,
                                        device=self.engine.torch_device())
         self.postprocess = Postprocessor(config.num_classes, spec.width, spec.height)

@@ -1,6 +1,7 @@
 """Segmentation scores from confusion matrices: IoU, mIoU, accuracies and boundary IoU (numpy + cv2, no torch)."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,60 @@ def confusion_matrix(prediction: np.ndarray, target: np.ndarray, num_classes: in
             outside 0 … C - 1.
     """
     classes = _check_num_classes(num_classes)
+    index, _ = _scored_pairs(prediction, target, classes, ignore_id, mask)
+    return np.bincount(index, minlength=classes * classes).reshape(classes, classes).astype(np.int64, copy=False)
+
+
+def frame_confusion(prediction: np.ndarray, target: np.ndarray, num_classes: int, width_px: int = 3,
+                    ignore_id: int | None = 255) -> tuple[np.ndarray, np.ndarray]:
+    """`(confusion_matrix(...), boundary_confusion(...))` of one frame, counted in one compiled pass
+    that releases the GIL: replay scores every frame both ways on its writer thread, and numpy's
+    passes there (an index array per matrix) held the GIL and cost ~5x more.
+
+    Raises:
+        EvaluationError: as `confusion_matrix` and `boundary_band`.
+    """
+    classes = _check_num_classes(num_classes)
+    band = boundary_band(target, width_px, ignore_id)
+    prediction, target = _integer_array(prediction, "prediction"), _integer_array(target, "target")
+    if prediction.shape != target.shape:
+        raise EvaluationError(f"prediction shape {prediction.shape} differs from target shape {target.shape}")
+    counts = np.zeros((2, classes, classes), np.int64)
+    ignore = -1 if ignore_id is None else int(ignore_id)
+    bad = _compiled_pair_counts()(np.ascontiguousarray(target).reshape(-1),
+                                  np.ascontiguousarray(prediction).reshape(-1), band.reshape(-1), classes, ignore,
+                                  counts)
+    if bad >= 0:
+        _scored_pairs(prediction, target, classes, ignore_id, None)  # raises, naming the bad ids
+    return counts.sum(axis=0), counts[1]
+
+
+@functools.cache
+def _compiled_pair_counts() -> Any:
+    """`_pair_counts` compiled with numba, on first use (importing numba costs half a second)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_pair_counts)
+
+
+def _pair_counts(target, prediction, band, classes, ignore, counts):
+    """counts[in band, g, p] += 1 for each scored pixel; returns the index of the first pixel with
+    an id outside 0 … classes - 1 (nothing counted after it), else -1."""
+    for i in range(target.shape[0]):
+        g = target[i]
+        if g == ignore:
+            continue
+        p = prediction[i]
+        if g < 0 or g >= classes or p < 0 or p >= classes:
+            return i
+        counts[1 if band[i] else 0, g, p] += 1
+    return -1
+
+
+def _scored_pairs(prediction: np.ndarray, target: np.ndarray, classes: int, ignore_id: int | None,
+                  mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The scored pixels as flat (ground truth, prediction) pair indices g * C + p (intp), and the
+    boolean selection of those pixels (None: every pixel). Raises as `confusion_matrix`."""
     prediction = _integer_array(prediction, "prediction")
     target = _integer_array(target, "target")
     if prediction.shape != target.shape:
@@ -51,9 +106,9 @@ def confusion_matrix(prediction: np.ndarray, target: np.ndarray, num_classes: in
             raise EvaluationError(f"mask must be a bool array of shape {target.shape}, got {mask.dtype} {mask.shape}")
         valid &= mask
     # Boolean indexing copies; skip it when every pixel is scored.
-    everything = bool(valid.all())
-    gt = target.reshape(-1) if everything else target[valid]
-    pred = prediction.reshape(-1) if everything else prediction[valid]
+    scored = None if valid.all() else valid
+    gt = target.reshape(-1) if scored is None else target[scored]
+    pred = prediction.reshape(-1) if scored is None else prediction[scored]
     for name, values in (("target", gt), ("prediction", pred)):
         if values.size and (values.min() < 0 or values.max() >= classes):
             bad = values[(values < 0) | (values >= classes)]
@@ -62,8 +117,7 @@ def confusion_matrix(prediction: np.ndarray, target: np.ndarray, num_classes: in
                                   f"accepted: 0 … {classes - 1}{ignore}")
     index = gt.astype(np.intp) * classes
     index += pred.astype(np.intp, copy=False)
-    counts = np.bincount(index, minlength=classes * classes)
-    return counts.reshape(classes, classes).astype(np.int64, copy=False)
+    return index, scored
 
 
 def boundary_band(labels: np.ndarray, width_px: int, ignore_id: int | None = 255) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from seg_perception.labels import LabelSet, LabelSetError
 
 from .latency import TOTAL, LatencyStats
-from .metrics import ConfusionMatrix, EvaluationError, boundary_confusion, confusion_matrix
+from .metrics import ConfusionMatrix, EvaluationError, frame_confusion
 from .plots import overlay_strip, plot_class_iou, plot_confusion, plot_latency
 
 FORMAT = "seg_perception.evaluation_report"
@@ -142,8 +142,7 @@ class EvaluationReport:
                 recorded then.
         """
         classes, ignore = self.label_set.num_classes, self.label_set.ignore_id
-        frame = confusion_matrix(prediction, target, classes, ignore)
-        edges = boundary_confusion(prediction, target, classes, self.boundary_width_px, ignore)
+        frame, edges = frame_confusion(prediction, target, classes, self.boundary_width_px, ignore)
         names = (groups,) if isinstance(groups, str) else tuple(groups)
         self.confusion.add(frame)
         self.boundary.add(edges)
@@ -291,7 +290,7 @@ class EvaluationReport:
         """Write report.json, report.md and the PNG plots into `out_dir` (created if needed).
 
         Plots: confusion.png (row-normalised), class_iou.png, latency.png (when "total" latencies were
-        recorded) and worst_frames.png (a strip of the worst frames whose overlay PNGs can be read).
+        recorded) and worst_frames.png (a strip of the worst frames whose overlay images can be read).
 
         Returns:
             What was written: "json", "markdown", "confusion", "class_iou", "latency", "worst_frames" → path.

@@ -57,6 +57,7 @@ class PipelineConfig:
     backend: str = "auto"
     device: str = "auto"
     precision: str = "fp32"
+    threads: int = 0  # CPU inference threads; 0: replay keeps a core for reading, scoring and writing
     topics: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     slop_ms: dict[str, float] = field(default_factory=lambda: {"thermal": 30.0, "lidar": 60.0, "labels": 5.0,
                                                                     "lidar_labels": 60.0})
@@ -67,6 +68,10 @@ class PipelineConfig:
     camera_info_file: str | None = None  # camera_calibration YAML, for bags without camera_info
     camera_frame: str = "camera_optical_frame"  # the frame of camera_info_file's camera
     static_transforms: tuple[StaticTransform, ...] = ()  # for bags without (all of) /tf_static
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"threads must be a whole number >= 0 (0: automatic), not {self.threads!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "configuration") -> PipelineConfig:

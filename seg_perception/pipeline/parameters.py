@@ -233,7 +233,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         topics["lidar"] = None
     base = PipelineConfig()
     return replace(base, model=values["model"], backend=values["backend"], device=values["device"],
-                   precision=values["precision"], topics=topics,
+                   precision=values["precision"], threads=values["threads"], topics=topics,
                    slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]},
                    events_window_ms=values["events_window_ms"], mapping=mapping)
 

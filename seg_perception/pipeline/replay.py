@@ -7,9 +7,10 @@ rate into the live scheduler, as a node would see it, and counts the frames it d
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -94,10 +95,23 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
     return report
 
 
-def _segmenter(config: PipelineConfig) -> Any:
+def _segmenter(config: PipelineConfig, processes: int = 1) -> Any:
     from seg_perception.engines import Segmenter
 
-    return Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision)
+    return Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision,
+                     threads=inference_threads(config, processes))
+
+
+def inference_threads(config: PipelineConfig, processes: int = 1) -> int:
+    """CPU threads for inference: `config.threads`, or this process's share of the cores less one.
+
+    The spare core is for the reader and writer threads: on 2 cores, replay with inference on one
+    thread runs ~1.4x faster than with inference on both, where the three threads fight for them.
+    """
+    if config.threads:
+        return config.threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // processes - 1)
 
 
 def _present_roles(reader: BagReader, config: PipelineConfig, report: EvaluationReport) -> dict[str, str]:
@@ -238,9 +252,11 @@ class _Run:
         if truth is not None:
             record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
                                              stamp_ns=bundle.stamp_ns, index=index)
-            if record is not None:  # kept in memory; only the frames still among the worst are written
+            if record is not None:  # kept in memory while among the worst; those still there are written
+                worst = {r.index for r in self.report.worst_frames if r.bag == self.bag.name}
+                self.overlays = {i: image for i, image in self.overlays.items() if i in worst}
                 self.overlays[index] = overlay(bundle.rgb, color)
-                record.overlay = f"overlays/{self.bag.name}-{index:05d}.png"
+                record.overlay = f"overlays/{self.bag.name}-{index:05d}.jpg"
         self._score_points(result, bundle.extras.get("lidar_labels"))
         if self.writer is not None:
             self._write(bundle, result, color, frame_id, voxels)
@@ -290,7 +306,9 @@ class _Run:
                 if record.bag == self.bag.name and record.index in self.overlays:
                     path = self.out_dir / record.overlay
                     path.parent.mkdir(exist_ok=True)
-                    cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR))
+                    # JPEG: pictures for people, written ~15x faster than PNG (1.5 vs 21+ ms at 640x360)
+                    cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, 90])
             voxels = self.perception.semantic_map.voxels() if self.perception.semantic_map is not None else None
             if self.voxel_truth is not None and len(self.voxel_truth):
                 self.report.add_voxel_counts("voxel_accuracy", *self.voxel_truth.score(voxels))
@@ -339,7 +357,9 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(bags)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        processes = min(workers, len(bags))
+        config = replace(config, threads=inference_threads(config, processes))
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options) for bag in bags}
             for bag, future in futures.items():
                 try:

@@ -26,7 +26,8 @@ class EngineOptions:
     Attributes:
         cache: where exports, quantised models and TensorRT plans are kept.
         rebuild: rebuild an unusable cached artefact (True) or raise (False).
-        threads: CPU threads (PyTorch intra-op, ONNX Runtime intra-op); None: the library default.
+        threads: ONNX Runtime intra-op threads (PyTorch's process-wide pool is set by the
+            Segmenter); None: the library default.
         calibration_name: identifies the INT8 calibration frames (part of cache keys).
         calibration_feeds: yields {"x", "present"} numpy feeds for INT8 calibration; None: no INT8.
         channels_last: PyTorch backend memory format.

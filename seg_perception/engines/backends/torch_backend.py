@@ -24,8 +24,6 @@ class TorchBackend(Backend):
 
     def __init__(self, source: Any, spec: Any, device: str, options: EngineOptions) -> None:
         super().__init__(source, spec, device, options)
-        if options.threads and device == "cpu":
-            torch.set_num_threads(options.threads)  # process-wide: torch has no per-model thread pool
         model = copy.deepcopy(source.checkpoint().model)
         self.model = DeployModel(model, spec.k).to(self.torch_device())
         if options.channels_last:
