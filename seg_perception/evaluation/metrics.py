@@ -55,10 +55,8 @@ def frame_confusion(prediction: np.ndarray, target: np.ndarray, num_classes: int
         EvaluationError: as `confusion_matrix` and `boundary_band`.
     """
     classes = _check_num_classes(num_classes)
+    prediction, target = _label_pair(prediction, target)
     band = boundary_band(target, width_px, ignore_id)
-    prediction, target = _integer_array(prediction, "prediction"), _integer_array(target, "target")
-    if prediction.shape != target.shape:
-        raise EvaluationError(f"prediction shape {prediction.shape} differs from target shape {target.shape}")
     counts = np.zeros((2, classes, classes), np.int64)
     ignore = -1 if ignore_id is None else int(ignore_id)
     bad = _compiled_pair_counts()(np.ascontiguousarray(target).reshape(-1),
@@ -95,10 +93,7 @@ def _scored_pairs(prediction: np.ndarray, target: np.ndarray, classes: int, igno
                   mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """The scored pixels as flat (ground truth, prediction) pair indices g * C + p (intp), and the
     boolean selection of those pixels (None: every pixel). Raises as `confusion_matrix`."""
-    prediction = _integer_array(prediction, "prediction")
-    target = _integer_array(target, "target")
-    if prediction.shape != target.shape:
-        raise EvaluationError(f"prediction shape {prediction.shape} differs from target shape {target.shape}")
+    prediction, target = _label_pair(prediction, target)
     valid = np.ones(target.shape, bool) if ignore_id is None else target != ignore_id
     if mask is not None:
         mask = np.asarray(mask)
@@ -356,6 +351,14 @@ def _check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise EvaluationError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     return int(num_classes)
+
+
+def _label_pair(prediction: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and target as integer arrays of one shape, or EvaluationError."""
+    prediction, target = _integer_array(prediction, "prediction"), _integer_array(target, "target")
+    if prediction.shape != target.shape:
+        raise EvaluationError(f"prediction shape {prediction.shape} differs from target shape {target.shape}")
+    return prediction, target
 
 
 def _integer_array(values: np.ndarray, name: str) -> np.ndarray:

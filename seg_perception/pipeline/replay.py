@@ -95,11 +95,11 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
     return report
 
 
-def _segmenter(config: PipelineConfig, processes: int = 1) -> Any:
+def _segmenter(config: PipelineConfig) -> Any:
     from seg_perception.engines import Segmenter
 
     return Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision,
-                     threads=inference_threads(config, processes))
+                     threads=inference_threads(config))
 
 
 def inference_threads(config: PipelineConfig, processes: int = 1) -> int:
