@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BagError
+from .mcap_index import IndexedMcap
 from .mcap_salvage import TruncatedMcap, mcap_file
 from .typestore import default_typestore
 
@@ -93,7 +94,9 @@ class BagReader:
     (topic → message type) and, as often as needed, their messages in log-time order.
 
     Message types the bags define themselves (MCAP, ROS 1) are used as stored; otherwise the
-    package's type store (ROS 2 Kilted, event cameras, seg_perception) applies.
+    package's type store (ROS 2 Kilted, event cameras, seg_perception) applies. A single indexed
+    MCAP file is read through its message index (`IndexedMcap`: only what the chosen topics need
+    is decompressed); other bags, and MCAP files without that index, are read by rosbags.
 
     Raises:
         BagError: on entering, a bag is missing or unreadable.
@@ -104,6 +107,7 @@ class BagReader:
         self.topics: dict[str, str] = {}
         self._reader: Any = None
         self._salvage: TruncatedMcap | None = None
+        self._indexed: IndexedMcap | None = None
 
     def __enter__(self) -> BagReader:
         from rosbags.highlevel import AnyReader, AnyReaderError
@@ -123,9 +127,13 @@ class BagReader:
             self.topics = dict(self._salvage.topics)
             return self
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
+        path = mcap_file(self.paths[0]) if len(self.paths) == 1 else None
+        self._indexed = IndexedMcap.open(path) if path is not None else None
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._indexed is not None:
+            self._indexed.__exit__(*exc_info)
         if self._salvage is None:
             self._reader.close()
 
@@ -151,6 +159,11 @@ class BagReader:
         if self._salvage is not None:
             for topic, typename, log_time, msg in self._salvage.messages(wanted):
                 yield BagMessage(topic, typename, log_time, msg)
+            return
+        if self._indexed is not None:
+            for topic, log_time, raw in self._indexed.messages(self.topics if wanted is None else wanted):
+                typename = self.topics[topic]
+                yield BagMessage(topic, typename, log_time, reader.deserialize(raw, typename))
             return
         from rosbags.highlevel import AnyReaderError
 

@@ -75,6 +75,8 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         if not config.mapping.enabled:
             unused |= {"lidar", "lidar_labels"}
         roles = {t: r for t, r in _present_roles(reader, config, report).items() if r not in unused}
+        if "lidar" not in roles.values():  # transforms only place LiDAR sweeps; /tf is the bag's busiest topic
+            roles = {t: r for t, r in roles.items() if r not in ("tf", "tf_static")}
         semantic_map = None
         if config.mapping.enabled and "lidar" in roles.values():
             semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size,

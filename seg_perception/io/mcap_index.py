@@ -1,0 +1,169 @@
+"""Reading some topics of an indexed MCAP file without decompressing the rest.
+
+A multi-sensor recording mixes a camera's small messages with LiDAR sweeps and depth images in
+the same chunks. rosbags and the mcap library decompress and walk every chunk whole: replaying the
+camera of the simulator's drive decompressed ~3 MB a frame for 0.3 MB of camera messages, the
+largest cost of replay on a small CPU. An indexed MCAP file (what rosbag2, rosbags and the mcap
+writers write) says where each message sits inside its chunk, so each chunk is decompressed only
+up to the end of its last wanted message: ~3.5x less CPU for the sim drive's camera topics. This
+is written here because neither library reads a chunk partially.
+
+A chunk's CRC covers the whole chunk, so it is checked only where a chunk is read whole; damage
+that breaks decompression or the index, or fails a checked CRC, is a BagError.
+"""
+from __future__ import annotations
+
+import heapq
+import struct
+import zlib
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import BagError
+
+_MESSAGE_OP = 0x05
+_RECORD_HEAD = struct.Struct("<BQ")  # opcode, record length
+_MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
+
+
+class IndexedMcap:
+    """The raw messages of chosen topics of one MCAP file with a full index, in log-time order.
+
+    Use as a context manager, made by `open`.
+    """
+
+    def __init__(self, path: Path, stream: BinaryIO, summary: Any) -> None:
+        self.path = path
+        self._stream = stream
+        self._topics = {cid: channel.topic for cid, channel in summary.channels.items()}
+        self._chunks = summary.chunk_indexes
+
+    @classmethod
+    def open(cls, path: Path) -> IndexedMcap | None:
+        """The file's index, or None when it has no summary or a chunk has no message index (those
+        files are read whole, as rosbags reads them)."""
+        from mcap.exceptions import McapError
+        from mcap.reader import make_reader
+
+        stream = open(path, "rb")  # noqa: SIM115 - closed by __exit__, or here when unusable
+        try:
+            summary = make_reader(stream).get_summary()
+        except (McapError, EOFError, ValueError, OSError):
+            summary = None
+        if summary is None or not summary.chunk_indexes or not all(
+                c.message_index_offsets for c in summary.chunk_indexes):
+            stream.close()
+            return None
+        return cls(path, stream, summary)
+
+    def __enter__(self) -> IndexedMcap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
+    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, log time ns, CDR bytes) of the messages on `topics`; messages of equal log time
+        in file order, as rosbags gives them.
+
+        Raises:
+            BagError: a chunk does not decompress, or its index points at no message.
+        """
+        wanted = {cid for cid, topic in self._topics.items() if topic in topics}
+        chunks = [c for c in self._chunks if wanted & c.message_index_offsets.keys()]
+        # Each chunk's first entry is a marker at its start time: a chunk is decompressed only when
+        # the merge reaches it, so chunks overlapping in time interleave correctly.
+        for log_time, _, _, topic, data in heapq.merge(*(self._chunk_messages(c, wanted) for c in chunks)):
+            if topic is not None:
+                yield topic, log_time, data
+
+    def _chunk_messages(self, chunk: Any, wanted: set[int]) -> Iterator[tuple[int, int, int, str | None, bytes]]:
+        yield chunk.message_start_time, chunk.chunk_start_offset, -1, None, b""
+        index = sorted((offset, cid) for cid in wanted & chunk.message_index_offsets.keys()
+                       for _, offset in self._message_index(chunk.message_index_offsets[cid]))
+        records = _Prefix(self._chunk(chunk), self._where(chunk))
+        found = []
+        for offset, cid in index:
+            head = offset + _RECORD_HEAD.size
+            op, length = _RECORD_HEAD.unpack_from(records.upto(head), offset)
+            channel, _, log_time, _ = (_MESSAGE_HEAD.unpack_from(records.upto(head + length), head)
+                                       if op == _MESSAGE_OP and length >= _MESSAGE_HEAD.size else (None, 0, 0, 0))
+            if channel != cid:
+                raise BagError(f"{self._where(chunk)}: its message index puts a message of channel {cid} at byte "
+                               f"{offset}, where there is none; the file is damaged")
+            found.append((log_time, chunk.chunk_start_offset, offset, self._topics[cid],
+                          bytes(records.data[head + _MESSAGE_HEAD.size:head + length])))
+        yield from sorted(found, key=lambda m: m[:3])
+
+    def _message_index(self, offset: int) -> list[tuple[int, int]]:
+        from mcap.data_stream import ReadDataStream
+        from mcap.records import MessageIndex
+
+        self._stream.seek(offset + _RECORD_HEAD.size)
+        return MessageIndex.read(ReadDataStream(self._stream)).records
+
+    def _chunk(self, chunk: Any) -> Any:
+        from mcap.data_stream import ReadDataStream
+        from mcap.records import Chunk
+
+        self._stream.seek(chunk.chunk_start_offset + _RECORD_HEAD.size)
+        return Chunk.read(ReadDataStream(self._stream))
+
+    def _where(self, chunk: Any) -> str:
+        return f"{self.path}: the chunk at byte {chunk.chunk_start_offset}"
+
+
+class _Prefix:
+    """A chunk's records, decompressed on demand up to the furthest byte asked for; checked against
+    the chunk's CRC (when it has one) once decompressed whole."""
+
+    def __init__(self, chunk: Any, where: str) -> None:
+        self._where = where
+        self._input = chunk.data
+        self._size, self._crc = chunk.uncompressed_size, chunk.uncompressed_crc
+        self._decompress: Callable[[bytes, int], bytes] | None = None
+        if chunk.compression == "":
+            self.data: bytes | bytearray = chunk.data
+            self._check()
+        else:
+            self.data = bytearray()
+            self._decompress = _decompressor(chunk.compression, where)
+
+    def upto(self, end: int) -> bytes | bytearray:
+        """The records up to at least byte `end`."""
+        while len(self.data) < end:
+            if self._decompress is None:
+                raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
+            try:
+                more = self._decompress(self._input, end - len(self.data))
+            except Exception as exc:  # zstd.ZstdError, lz4's RuntimeError, EOFError past the frame's end
+                raise self._damaged(f"does not decompress ({exc})") from exc
+            if not more:
+                raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
+            self._input = b""
+            self.data += more
+            self._check()
+        return self.data
+
+    def _check(self) -> None:
+        if self._crc and len(self.data) == self._size and zlib.crc32(self.data) != self._crc:
+            raise self._damaged("fails its checksum")
+
+    def _damaged(self, what: str) -> BagError:
+        return BagError(f"{self._where} {what}; the file is damaged")
+
+
+def _decompressor(compression: str, where: str) -> Callable[[bytes, int], bytes]:
+    """A streaming decompressor: (more input, at most this many bytes) → the next bytes out."""
+    if compression == "zstd":
+        try:
+            from compression.zstd import ZstdDecompressor  # Python 3.14
+        except ImportError:
+            from backports.zstd import ZstdDecompressor
+        return ZstdDecompressor().decompress
+    if compression == "lz4":
+        from lz4.frame import LZ4FrameDecompressor
+
+        return LZ4FrameDecompressor().decompress
+    raise BagError(f"{where} is compressed with {compression!r}; readable: zstd, lz4 or none")

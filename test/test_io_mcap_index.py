@@ -1,0 +1,146 @@
+"""Reading chosen topics through an MCAP file's message index: the same messages, in the same
+order, as rosbags and the mcap library read from the whole file; damage is a BagError."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap.writer import CompressionType, IndexType, Writer
+from rosbags.highlevel import AnyReader
+
+from seg_perception.io.bags import BagReader, BagWriter
+from seg_perception.io.errors import BagError
+from seg_perception.io.mcap_index import IndexedMcap
+from seg_perception.io.messages import RosbagsFactory, make_header
+
+
+def _image(factory, stamp_ns: int, size: int, seed: int):
+    data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+    return factory.make("sensor_msgs/msg/Image", header=make_header(factory, stamp_ns, "camera"),
+                        height=1, width=size, encoding="mono8", step=size, data=data)
+
+
+@pytest.fixture(scope="module")
+def sensor_bag(tmp_path_factory):
+    """A zstd rosbag2 where a small camera topic shares chunks with large LiDAR-like messages."""
+    factory = RosbagsFactory()
+    bag = tmp_path_factory.mktemp("bags") / "drive"
+    with BagWriter(bag, compress=True) as writer:
+        for i in range(40):
+            writer.write("/points", _image(factory, i * 100, 300_000, i), i * 100)
+            writer.write("/camera", _image(factory, i * 100, 5_000, 1000 + i), i * 100)  # equal log time
+            writer.write("/tf", _image(factory, i * 100 + 50, 16, 2000 + i), i * 100 + 50)
+    return bag
+
+
+def _rosbags_raw(bag, topics):
+    """(topic, log time, raw CDR) as rosbags reads the whole bag: the independent reference."""
+    with AnyReader([bag]) as reader:
+        connections = [c for c in reader.connections if c.topic in topics]
+        return [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages(connections=connections)]
+
+
+@pytest.mark.parametrize("topics", [{"/camera"}, {"/camera", "/tf"}, {"/points", "/camera", "/tf"}])
+def test_same_messages_and_order_as_rosbags(sensor_bag, topics):
+    (path,) = sensor_bag.glob("*.mcap")
+    with IndexedMcap.open(path) as indexed:
+        got = list(indexed.messages(topics))
+    expected = _rosbags_raw(sensor_bag, topics)
+    assert len(expected) == 40 * len(topics)
+    assert got == expected
+
+
+def test_bag_reader_uses_the_index_and_deserialises_as_before(sensor_bag):
+    with BagReader(sensor_bag) as bag:
+        assert bag._indexed is not None
+        got = [(m.topic, m.log_time_ns, m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec,
+                m.msg.data.copy()) for m in bag.messages(["/camera"])]
+    with AnyReader([sensor_bag]) as reader:
+        connections = [c for c in reader.connections if c.topic == "/camera"]
+        expected = [(c.topic, t, reader.deserialize(raw, c.msgtype)) for c, t, raw in reader.messages(connections)]
+    assert [(topic, t, stamp) for topic, t, stamp, _ in got] == [(c, t, t) for c, t, _ in expected]
+    assert all(np.array_equal(data, msg.data) for (*_, data), (*_, msg) in zip(got, expected))
+
+
+def _mcap_file(path, compression, records, *, chunk_size=64_000, index_types=IndexType.ALL):
+    """An MCAP written by the mcap library: records = [(topic, log time, payload)] in file order."""
+    with open(path, "wb") as stream:
+        writer = Writer(stream, chunk_size=chunk_size, compression=compression, index_types=index_types)
+        writer.start("ros2", "test")
+        schema = writer.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        channels = {}
+        for topic, log_time, payload in records:
+            if topic not in channels:
+                channels[topic] = writer.register_channel(topic, "cdr", schema)
+            writer.add_message(channels[topic], log_time, payload, log_time)
+        writer.finish()
+    return path
+
+
+@pytest.mark.parametrize("compression", [CompressionType.NONE, CompressionType.LZ4, CompressionType.ZSTD])
+def test_chunks_overlapping_in_time_merge_like_the_mcap_library(tmp_path, compression):
+    rng = np.random.default_rng(7)
+    # Out of log-time order across chunks, with ties: chunks overlap in time.
+    records = [(f"/t{i % 3}", int(rng.integers(0, 50)), rng.bytes(int(rng.integers(10, 20_000)))) for i in range(300)]
+    path = _mcap_file(tmp_path / "x.mcap", compression, records)
+    with open(path, "rb") as stream:
+        reader = make_reader(stream)
+        assert len(reader.get_summary().chunk_indexes) > 10
+        expected = [(c.topic, m.log_time, m.data) for _, c, m in reader.iter_messages(topics=["/t0", "/t2"])]
+    with IndexedMcap.open(path) as indexed:
+        got = list(indexed.messages({"/t0", "/t2"}))
+    assert [t for _, t, _ in got] == sorted(t for _, t, _ in got)
+    assert got == expected
+
+
+def test_a_damaged_tail_of_a_chunk_does_not_stop_the_messages_before_it(tmp_path):
+    rng = np.random.default_rng(3)
+    path = _mcap_file(tmp_path / "x.mcap", CompressionType.ZSTD,
+                      [("/camera", 1, b"wanted"), ("/points", 2, rng.integers(0, 4, 1_000_000, np.uint8).tobytes())],
+                      chunk_size=4_000_000)
+    with open(path, "rb") as stream:
+        (chunk,) = make_reader(stream).get_summary().chunk_indexes
+    data = bytearray(path.read_bytes())
+    end = chunk.chunk_start_offset + chunk.chunk_length  # the compressed records end the chunk record
+    data[end - 64:end] = bytes(64)
+    path.write_bytes(bytes(data))
+    with IndexedMcap.open(path) as indexed:
+        assert list(indexed.messages({"/camera"})) == [("/camera", 1, b"wanted")]  # only the head is decompressed
+        with pytest.raises(BagError, match="the chunk at byte .*; the file is damaged"):
+            list(indexed.messages({"/points"}))
+
+
+def test_an_index_pointing_at_no_message_is_a_bag_error(tmp_path):
+    path = _mcap_file(tmp_path / "x.mcap", CompressionType.NONE, [("/a", 1, b"one"), ("/b", 2, b"two")])
+    with open(path, "rb") as stream:
+        summary = make_reader(stream).get_summary()
+    (chunk,) = summary.chunk_indexes
+    channel = next(c.id for c in summary.channels.values() if c.topic == "/a")
+    # MessageIndex record: opcode, length, channel id (u16), entries length (u32), (log time, offset) pairs.
+    at = chunk.message_index_offsets[channel] + 9 + 2 + 4 + 8
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<Q", data, at, struct.unpack_from("<Q", data, at)[0] + 3)
+    path.write_bytes(bytes(data))
+    with IndexedMcap.open(path) as indexed, pytest.raises(BagError, match="puts a message of channel .* damaged"):
+        list(indexed.messages({"/a"}))
+
+
+def test_files_without_a_message_index_are_left_to_rosbags(tmp_path):
+    path = _mcap_file(tmp_path / "x.mcap", CompressionType.ZSTD, [("/a", 1, b"one")], index_types=IndexType.CHUNK)
+    assert IndexedMcap.open(path) is None
+    unindexed = _mcap_file(tmp_path / "y.mcap", CompressionType.ZSTD, [("/a", 1, b"one")], index_types=IndexType.NONE)
+    assert IndexedMcap.open(unindexed) is None
+    (tmp_path / "z.mcap").write_bytes(b"not an mcap file")
+    assert IndexedMcap.open(tmp_path / "z.mcap") is None
+
+
+def test_a_chunk_read_whole_is_checked_against_its_crc(tmp_path):
+    path = _mcap_file(tmp_path / "x.mcap", CompressionType.NONE, [("/a", 1, b"payload-one"), ("/b", 2, b"payload-two")])
+    data = bytearray(path.read_bytes())
+    at = data.index(b"payload-two")
+    data[at] ^= 0xFF  # the stored bytes change, the index still holds
+    path.write_bytes(bytes(data))
+    with IndexedMcap.open(path) as indexed, pytest.raises(BagError, match="fails its checksum"):
+        list(indexed.messages({"/b"}))
