@@ -21,6 +21,8 @@ ROSDEP_KEYS = {
     "tqdm": "python3-tqdm",
     "rosbags": "python3-rosbags-pip",
     "mcap": "python3-mcap-pip",
+    "zstandard": "python3-zstandard",
+    "lz4": "python3-lz4",
     "rclpy": "rclpy",
     "ament_index_python": "ament_index_python",
     "builtin_interfaces": "builtin_interfaces",

@@ -5,8 +5,9 @@ the same chunks. rosbags and the mcap library decompress and walk every chunk wh
 camera of the simulator's drive decompressed ~3 MB a frame for 0.3 MB of camera messages, the
 largest cost of replay on a small CPU. An indexed MCAP file (what rosbag2, rosbags and the mcap
 writers write) says where each message sits inside its chunk, so each chunk is decompressed only
-up to the end of its last wanted message: ~3.5x less CPU for the sim drive's camera topics. This
-is written here because neither library reads a chunk partially.
+up to the end of its last wanted message: reading the sim drive's camera topics takes ~2x less
+CPU (`bench/bench_replay.py`, camera_topics_read_cpu_ms_per_frame). This is written here because
+neither library reads a chunk partially.
 
 A chunk's CRC covers the whole chunk, so it is checked only where a chunk is read whole; damage
 that breaks decompression or the index, or fails a checked CRC, is a BagError.
@@ -120,15 +121,14 @@ class _Prefix:
 
     def __init__(self, chunk: Any, where: str) -> None:
         self._where = where
-        self._input = chunk.data
         self._size, self._crc = chunk.uncompressed_size, chunk.uncompressed_crc
-        self._decompress: Callable[[bytes, int], bytes] | None = None
+        self._decompress: Callable[[int], bytes] | None = None
         if chunk.compression == "":
             self.data: bytes | bytearray = chunk.data
             self._check()
         else:
             self.data = bytearray()
-            self._decompress = _decompressor(chunk.compression, where)
+            self._decompress = _decompressor(chunk.compression, chunk.data, where)
 
     def upto(self, end: int) -> bytes | bytearray:
         """The records up to at least byte `end`."""
@@ -136,12 +136,11 @@ class _Prefix:
             if self._decompress is None:
                 raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
             try:
-                more = self._decompress(self._input, end - len(self.data))
-            except Exception as exc:  # zstd.ZstdError, lz4's RuntimeError, EOFError past the frame's end
+                more = self._decompress(end - len(self.data))
+            except Exception as exc:  # zstandard.ZstdError, lz4's RuntimeError
                 raise self._damaged(f"does not decompress ({exc})") from exc
             if not more:
                 raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
-            self._input = b""
             self.data += more
             self._check()
         return self.data
@@ -154,16 +153,16 @@ class _Prefix:
         return BagError(f"{self._where} {what}; the file is damaged")
 
 
-def _decompressor(compression: str, where: str) -> Callable[[bytes, int], bytes]:
-    """A streaming decompressor: (more input, at most this many bytes) → the next bytes out."""
+def _decompressor(compression: str, data: bytes, where: str) -> Callable[[int], bytes]:
+    """Streaming decompression of `data`: (at most this many bytes) → the next bytes out, b"" at the end.
+    zstandard and lz4 are the codecs the mcap library reads chunks with."""
     if compression == "zstd":
-        try:
-            from compression.zstd import ZstdDecompressor  # Python 3.14
-        except ImportError:
-            from backports.zstd import ZstdDecompressor
-        return ZstdDecompressor().decompress
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(data).read
     if compression == "lz4":
         from lz4.frame import LZ4FrameDecompressor
 
-        return LZ4FrameDecompressor().decompress
+        decompressor, pending = LZ4FrameDecompressor(), [data]
+        return lambda limit: decompressor.decompress(pending.pop() if pending else b"", max_length=limit)
     raise BagError(f"{where} is compressed with {compression!r}; readable: zstd, lz4 or none")
