@@ -44,8 +44,8 @@ setup(
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
         "mcap>=1.1",
-        "zstandard",  # MCAP chunk codecs (the mcap library's too), read partially by io.mcap_index
-        "lz4",
+        "zstandard>=0.22",  # MCAP chunk codecs (the mcap library's too), read partially by io.mcap_index
+        "lz4>=4.0",
         "pyyaml>=6",
         "numba>=0.60",
         "tqdm>=4.60",
