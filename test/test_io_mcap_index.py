@@ -125,6 +125,10 @@ def test_an_index_pointing_at_no_message_is_a_bag_error(tmp_path):
     path.write_bytes(bytes(data))
     with IndexedMcap.open(path) as indexed, pytest.raises(BagError, match="puts a message of channel .* damaged"):
         list(indexed.messages({"/a"}))
+    struct.pack_into("<Q", data, at, 1 << 40)  # far beyond the chunk: refused before decompressing anything
+    path.write_bytes(bytes(data))
+    with IndexedMcap.open(path) as indexed, pytest.raises(BagError, match="fewer than the .* damaged"):
+        list(indexed.messages({"/a"}))
 
 
 def test_files_without_a_message_index_are_left_to_rosbags(tmp_path):

@@ -148,3 +148,20 @@ def test_voxel_map_is_scored_against_the_lidar_ground_truth(bag, config, tmp_pat
         assert report.voxel_counts["lidar_point_accuracy"][1] > 10_000
         assert accuracy["voxel_accuracy"] >= floor and accuracy["lidar_point_accuracy"] >= floor
     assert student.voxel_accuracy()["voxel_accuracy"] < perfect.voxel_accuracy()["voxel_accuracy"]
+
+
+def test_only_the_topics_the_run_uses_are_read(bag, config, tmp_path, monkeypatch):
+    requested = []
+    messages = BagReader.messages
+
+    def spy(self, topics=None):
+        requested.append(set(topics or ()))
+        return messages(self, topics)
+
+    monkeypatch.setattr(BagReader, "messages", spy)
+    camera = {"/camera/image_raw/compressed", "/camera/labels", "/camera/camera_info"}
+    replay_bag(bag, replace(config, mapping=replace(config.mapping, enabled=False)), tmp_path / "a",
+               ReplayOptions(record=False))
+    assert requested[-1] == camera  # RGB model, no map: no thermal, events, LiDAR, nor the TF that places LiDAR
+    replay_bag(bag, config, tmp_path / "b", ReplayOptions(record=False))
+    assert requested[-1] == camera | {"/lidar/points", "/lidar/labels", "/tf", "/tf_static"}

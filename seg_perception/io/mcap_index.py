@@ -132,6 +132,8 @@ class _Prefix:
 
     def upto(self, end: int) -> bytes | bytearray:
         """The records up to at least byte `end`."""
+        if end > self._size:
+            raise self._damaged(f"holds {self._size} bytes, fewer than the {end} its index names")
         while len(self.data) < end:
             if self._decompress is None:
                 raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
