@@ -135,10 +135,8 @@ class _Prefix:
         if end > self._size:
             raise self._damaged(f"holds {self._size} bytes, fewer than the {end} its index names")
         while len(self.data) < end:
-            if self._decompress is None:
-                raise self._damaged(f"ends at byte {len(self.data)}, before byte {end} its index names")
             try:
-                more = self._decompress(end - len(self.data))
+                more = self._decompress(end - len(self.data)) if self._decompress is not None else b""
             except Exception as exc:  # zstandard.ZstdError, lz4's RuntimeError
                 raise self._damaged(f"does not decompress ({exc})") from exc
             if not more:
