@@ -1,9 +1,11 @@
 """Replay overhead (issue #7): replay frames/s against pure inference frames/s for the same model and
 frames. Replay = read and decode the bag, synchronise, segment, score, write the output bag; pure
-inference = `Segmenter.segment` on the decoded frames, with the library's default threads (all
-cores), and also with the threads replay gives inference (`inference_threads`: a core is kept for
-reading, scoring and writing). Mapping is off for the comparison (it is reported separately, as its
-own workload, with LiDAR and voxel scoring), and so is the output bag in one more run.
+inference = `Segmenter.segment` on the decoded frames, one after another with the library's default
+threads (all cores) and with the threads replay gives each inference (`inference_threads`), and
+frame-parallel as replay segments on a CPU (`segment_workers` frames at once, each on its threads).
+The overhead is given against the best sequential figure (a single stream, as a live node runs)
+and against the frame-parallel one. Mapping is off for the comparison (it is reported separately,
+as its own workload, with LiDAR and voxel scoring), and so is the output bag in one more run.
 
 Two bags: the simulator's full drive (camera, thermal, events, LiDAR, depth: MCAP chunks mix the
 sensors, so reading the camera decompresses them all) and a camera-only recording of the same
@@ -22,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from seg_perception.engines import Segmenter
 from seg_perception.io import BagReader, BagWriter, image_to_array
 from seg_perception.io.compressed import compressed_to_array
 from seg_perception.pipeline import MappingConfig, PipelineConfig
-from seg_perception.pipeline.replay import ReplayOptions, inference_threads, replay_bag
+from seg_perception.pipeline.replay import ReplayOptions, inference_threads, replay_bag, segment_workers
 from seg_perception.sim import World
 from seg_perception.sim.bag import write_bag
 
@@ -50,7 +53,7 @@ def main(argv: list[str]) -> int:
         _copy_topics(bag, camera_bag, CAMERA_ONLY)
         base = PipelineConfig.load()
         config = replace(base, model=args.model, topics={**base.topics, "rgb": RGB})
-        replay_threads = inference_threads(config)
+        replay_threads, workers = inference_threads(config), segment_workers(config)
         with BagReader(bag) as reader:
             frames = [compressed_to_array(m.msg) for m in reader.messages([RGB])]
             thermal = [image_to_array(m.msg) for m in reader.messages(["/thermal/image_raw"])]
@@ -63,6 +66,8 @@ def main(argv: list[str]) -> int:
             for frame in given[:3]:  # warm-up, as the replay's first frames warm up too
                 segmenter.segment(**frame)
             inference[f"{threads or 'default'}_threads"] = _best(args.repeats, lambda: _frames_per_s(segmenter, given))
+        with ThreadPoolExecutor(workers) as pool:  # `segmenter` has replay's threads now
+            parallel = _best(args.repeats, lambda: _frames_per_s(segmenter, given, pool))
         results = {}
         camera = replace(config, topics={r: t if t in CAMERA_ONLY else None for r, t in config.topics.items()})
         no_map = MappingConfig(enabled=False)
@@ -82,23 +87,32 @@ def main(argv: list[str]) -> int:
             results[name] = round(_best(args.repeats, run), 2)
         reading = {way: round(1e3 / _best(args.repeats, lambda: _read_per_s(bag, args.frames, way)), 2)
                    for way in ("message_index", "whole_chunks")}
-    best_inference = max(inference.values())
+    sequential = max(inference.values())
+    inference[f"frame_parallel_{workers}x{replay_threads}_threads"] = parallel
+
+    def overhead(run: str) -> dict[str, float]:
+        return {"vs_sequential_inference": round(1 - results[run] / sequential, 3),
+                "vs_frame_parallel_inference": round(1 - results[run] / parallel, 3)}
+
     print(json.dumps({
         "model": args.model, "frames": args.frames, "cores": len(os.sched_getaffinity(0)),
         "inference_frames_per_s": {name: round(fps, 2) for name, fps in inference.items()},
-        "replay_inference_threads": replay_threads,
+        "replay_inference_threads": replay_threads, "replay_segment_workers": workers,
         "replay_frames_per_s": results,
-        "replay_overhead": round(1 - results["replay"] / best_inference, 3),
-        "replay_overhead_camera_only_bag": round(1 - results["replay_camera_only_bag"] / best_inference, 3),
+        "replay_overhead": overhead("replay"),
+        "replay_overhead_camera_only_bag": overhead("replay_camera_only_bag"),
         "camera_topics_read_cpu_ms_per_frame": reading,
     }, indent=2))
     return 0
 
 
-def _frames_per_s(segmenter: Segmenter, given: list[dict]) -> float:
+def _frames_per_s(segmenter: Segmenter, given: list[dict], pool: ThreadPoolExecutor | None = None) -> float:
     start = time.perf_counter()
-    for frame in given:
-        segmenter.segment(**frame)
+    if pool is None:
+        for frame in given:
+            segmenter.segment(**frame)
+    else:
+        list(pool.map(lambda frame: segmenter.segment(**frame), given))
     return len(given) / (time.perf_counter() - start)
 
 

@@ -35,7 +35,8 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         help="play at the bags' rate into the live scheduler (newest frame wins) and count drops")
     parser.add_argument("--workers", type=int, default=1, help="bags replayed in parallel processes (default: 1)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU inference threads per process (default: the config's; 0: all cores but one)")
+                        help="CPU threads per inference (default: the config's; 0: one, with a frame per core "
+                             "segmented at once)")
     parser.add_argument("--no-bag", dest="record", action="store_false", help="do not write output bags")
     parser.set_defaults(run=_replay)
 

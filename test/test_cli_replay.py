@@ -128,6 +128,8 @@ def test_bad_ground_truth_sources_are_named(tmp_path):
 class _SlowPerfect:
     """Ground-truth labels after `delay_s`: a model slower than the bag's frame rate."""
 
+    device = "cpu"
+
     def __init__(self, delay_s):
         from seg_perception.engines.source import ModelSource
 

@@ -148,3 +148,62 @@ def test_a_chunk_read_whole_is_checked_against_its_crc(tmp_path):
     path.write_bytes(bytes(data))
     with IndexedMcap.open(path) as indexed, pytest.raises(BagError, match="fails its checksum"):
         list(indexed.messages({"/b"}))
+
+
+def test_a_rosbag2_mcap_is_opened_from_its_summary_alone(sensor_bag, monkeypatch):
+    """rosbags is not needed to open it (its opening parsed metadata.yaml and every type): same topics
+    and types, same messages."""
+    with AnyReader([sensor_bag]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+    with BagReader(sensor_bag) as bag:
+        expected = [(m.topic, m.log_time_ns, bytes(m.msg.data)) for m in bag.messages(["/camera", "/points"])]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rosbags' AnyReader was opened")
+
+    monkeypatch.setattr("rosbags.highlevel.AnyReader", refuse)
+    with BagReader(sensor_bag) as bag:
+        assert bag.topics == topics
+        assert [(m.topic, m.log_time_ns, bytes(m.msg.data)) for m in bag.messages(["/camera", "/points"])] == expected
+
+
+def _cdr_reading(count: int, name: str) -> bytes:
+    """my_msgs/msg/Reading {uint32 count, string name} in little-endian CDR, by hand."""
+    text = name.encode() + b"\0"
+    return b"\x00\x01\x00\x00" + struct.pack("<II", count, len(text)) + text
+
+
+def test_types_the_bag_defines_are_deserialised_as_stored_and_bad_messages_are_named(tmp_path):
+    path = tmp_path / "own.mcap"
+    with open(path, "wb") as stream:
+        writer = Writer(stream, compression=CompressionType.ZSTD)
+        writer.start("ros2", "test")
+        schema = writer.register_schema("my_msgs/msg/Reading", "ros2msg", b"uint32 count\nstring name")
+        channel = writer.register_channel("/reading", "cdr", schema)
+        for i, payload in enumerate([_cdr_reading(7, "first"), _cdr_reading(9, "second"), _cdr_reading(1, "cut")[:9]]):
+            writer.add_message(channel, i + 1, payload, i + 1)
+        writer.finish()
+    with BagReader(path) as bag:
+        assert bag.topics == {"/reading": "my_msgs/msg/Reading"}  # a type no type store of ours knows
+        messages = bag.messages(["/reading"])
+        assert [(m.log_time_ns, m.msg.count, m.msg.name) for m in (next(messages), next(messages))] == [
+            (1, 7, "first"), (2, 9, "second")]
+        with pytest.raises(BagError, match="my_msgs/msg/Reading message on /reading at 3 ns does not deserialise"):
+            next(messages)
+
+
+def test_only_rosbag2_style_files_are_opened_without_rosbags(tmp_path):
+    def written(name, channels):
+        with open(tmp_path / name, "wb") as stream:
+            writer = Writer(stream)
+            writer.start("ros2", "test")
+            for topic, encoding, schema_encoding in channels:
+                schema = writer.register_schema("std_msgs/msg/String", schema_encoding, b"string data")
+                writer.add_message(writer.register_channel(topic, encoding, schema), 1, b"x", 1)
+            writer.finish()
+        return IndexedMcap.open(tmp_path / name)
+
+    assert written("ros2.mcap", [("/a", "cdr", "ros2msg")]).ros2_types == {"/a": ("std_msgs/msg/String", "string data")}
+    assert written("json.mcap", [("/a", "cdr", "ros2msg"), ("/b", "json", "jsonschema")]).ros2_types is None
+    assert written("idl.mcap", [("/a", "cdr", "ros2idl")]).ros2_types is None
+    assert written("twice.mcap", [("/a", "cdr", "ros2msg"), ("/a", "cdr", "ros2msg")]).ros2_types is None

@@ -84,12 +84,15 @@ def test_threads_must_be_a_whole_number(tmp_path, threads):
         PipelineConfig.load(path)
 
 
-@pytest.mark.parametrize(("configured", "cores", "processes", "expected"), [
-    (0, 2, 1, 1), (0, 16, 1, 15), (0, 16, 4, 3), (0, 2, 4, 1), (0, 1, 1, 1), (3, 16, 1, 3), (3, 2, 2, 3)])
-def test_replay_keeps_a_core_for_reading_and_writing(monkeypatch, configured, cores, processes, expected):
+@pytest.mark.parametrize(("configured", "cores", "processes", "threads", "workers"), [
+    (0, 2, 1, 1, 2), (0, 16, 1, 1, 16), (0, 16, 4, 1, 4), (0, 2, 4, 1, 1), (0, 1, 1, 1, 1), (3, 16, 1, 3, 5),
+    (3, 2, 2, 3, 1), (4, 16, 2, 4, 2)])
+def test_replay_segments_a_frame_per_core_share(monkeypatch, configured, cores, processes, threads, workers):
     import os
 
-    from seg_perception.pipeline.replay import inference_threads
+    from seg_perception.pipeline.replay import inference_threads, segment_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
-    assert inference_threads(PipelineConfig(threads=configured), processes) == expected
+    config = PipelineConfig(threads=configured)
+    assert inference_threads(config) == threads
+    assert segment_workers(config, processes) == workers

@@ -44,6 +44,28 @@ def test_replay_is_deterministic_and_scores_every_frame(bag, config, tmp_path):
     assert 0.0 < first.confusion.miou() <= 1.0
 
 
+def test_frames_segmented_at_once_give_the_results_of_one_at_a_time(bag, config, tmp_path):
+    """Frame-parallel segmentation changes nothing: the report, and every message of the output bag
+    but the per-frame timing, are those of segmenting one frame at a time (the map included: fusion
+    stays in frame order)."""
+    mapped = replace(config, mapping=replace(config.mapping, enabled=True))
+    runs = {workers: replay_bag(bag, mapped, tmp_path / str(workers), ReplayOptions(segment_workers=workers))
+            for workers in (1, 3)}
+    assert _scores(runs[1]) == _scores(runs[3])
+    assert runs[3].frames == FRAMES and runs[3].voxel_counts["voxel_accuracy"][1] > 1000
+    from mcap.reader import make_reader
+
+    recorded = {}
+    for workers in runs:
+        (path,) = (tmp_path / str(workers) / "drive").glob("*.mcap")
+        with open(path, "rb") as stream:
+            recorded[workers] = [(channel.topic, message.log_time, message.data)
+                                 for _, channel, message in make_reader(stream).iter_messages()
+                                 if channel.topic != "/seg_perception/info"]
+    assert {t for t, _, _ in recorded[1]} >= {"/seg_perception/labels", "/seg_perception/voxel_map"}
+    assert recorded[1] == recorded[3]
+
+
 def test_worst_frames_have_their_overlays_and_the_strip(bag, config, tmp_path):
     import cv2
 
@@ -118,7 +140,10 @@ def test_cut_recording_is_replayed_up_to_the_break_and_the_break_is_reported(bag
 
 
 class _PerfectSegmenter:
-    """The world's true label images, frame by frame: what a perfect model would output."""
+    """The world's true label images, in call order: what a perfect model would output, when replay
+    segments one frame at a time (`segment_workers=1`)."""
+
+    device = "cpu"
 
     def __init__(self, frames):
         from seg_perception.engines.source import ModelSource
@@ -139,7 +164,7 @@ def test_voxel_map_is_scored_against_the_lidar_ground_truth(bag, config, tmp_pat
     camera sees at an object's edge, a pixel off, can be wrong), which checks that truth and map line
     up point for point and voxel for voxel; the shipped student scores lower, but well above chance."""
     mapped = replace(config, mapping=replace(config.mapping, enabled=True))
-    perfect = replay_bag(bag, mapped, tmp_path / "perfect", ReplayOptions(record=False),
+    perfect = replay_bag(bag, mapped, tmp_path / "perfect", ReplayOptions(record=False, segment_workers=1),
                          segmenter=_PerfectSegmenter(FRAMES))
     student = replay_bag(bag, mapped, tmp_path / "student", ReplayOptions(record=False))
     for report, floor in ((perfect, 0.97), (student, 0.6)):

@@ -29,8 +29,9 @@ class FakeClock:
 def test_replay_processes_every_bundle_in_order() -> None:
     seen: list[tuple[int, int]] = []
     replay = ReplayScheduler(lambda b: b * 10, on_result=lambda b, r: seen.append((b, r)), clock=FakeClock())
-    results = [replay.submit(b) for b in range(20)]
-    assert results == [b * 10 for b in range(20)]
+    for b in range(20):
+        replay.submit(b)
+        assert seen[-1] == (b, b * 10)  # one worker: processed during submit
     assert seen == [(b, b * 10) for b in range(20)]
     assert replay.stats == {"received": 20, "processed": 20, "dropped": 0, "errors": 0}
     assert replay.latencies_ns == [MS] * 20  # one clock reading before and one after each bundle
@@ -50,10 +51,86 @@ def test_replay_errors_propagate_or_go_to_on_error() -> None:
         strict.submit(2)
     assert strict.stats["errors"] == 1
     errors: list[tuple[int, str]] = []
-    lenient = ReplayScheduler(process, on_error=lambda b, e: errors.append((b, str(e))))
-    assert [lenient.submit(b) for b in range(4)] == [0, 1, None, 3]
+    results: list[int] = []
+    lenient = ReplayScheduler(process, on_result=lambda b, r: results.append(r),
+                              on_error=lambda b, e: errors.append((b, str(e))))
+    for b in range(4):
+        lenient.submit(b)
+    assert results == [0, 1, 3]
     assert errors == [(2, "bad frame")]
     assert lenient.stats == {"received": 4, "processed": 4, "dropped": 0, "errors": 1}
+
+
+def test_parallel_replay_runs_frames_at_once_and_reports_them_in_order() -> None:
+    workers = 3
+    both_running = threading.Barrier(workers, timeout=5)  # passes only if `workers` calls run at once
+    lock, running, most = threading.Lock(), [0], [0]
+    caller = threading.get_ident()
+
+    def process(b: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        if b < workers:
+            both_running.wait()
+        time.sleep(0.001 * ((b * 7) % 5))  # later frames often finish first
+        with lock:
+            running[0] -= 1
+        return b * 10
+
+    order: list[tuple[str, int]] = []
+
+    def then(b: int, value: int) -> int:
+        assert threading.get_ident() == caller
+        order.append(("then", b))
+        return value + 1
+
+    def on_result(b: int, r: int) -> None:
+        assert threading.get_ident() == caller
+        order.append(("result", b))
+        assert r == b * 10 + 1
+
+    replay = ReplayScheduler(process, then=then, workers=workers, on_result=on_result)
+    for b in range(30):
+        replay.submit(b)
+        finished = sum(kind == "result" for kind, _ in order)
+        assert b + 1 - finished <= 2 * workers  # in flight stays bounded
+    assert replay.close()
+    assert order == [(kind, b) for b in range(30) for kind in ("then", "result")]
+    assert most[0] == workers
+    assert replay.stats == {"received": 30, "processed": 30, "dropped": 0, "errors": 0}
+    assert len(replay.latencies_ns) == 30
+    with pytest.raises(SchedulerClosed):
+        replay.submit(31)
+
+
+def test_parallel_replay_errors_keep_frame_order() -> None:
+    def process(b: int) -> int:
+        if b % 4 == 1:
+            raise ValueError(f"bad frame {b}")
+        return b
+
+    def then(b: int, value: int) -> int:
+        if b % 4 == 2:
+            raise RuntimeError(f"cannot fuse {b}")
+        return value
+
+    seen: list[tuple[int, str]] = []
+    lenient = ReplayScheduler(process, then=then, workers=2, on_result=lambda b, r: seen.append((b, "ok")),
+                              on_error=lambda b, e: seen.append((b, str(e))))
+    for b in range(12):
+        lenient.submit(b)
+    lenient.close()
+    expected = {0: "ok", 1: "bad frame {}", 2: "cannot fuse {}", 3: "ok"}
+    assert seen == [(b, expected[b % 4].format(b)) for b in range(12)]
+    assert lenient.stats == {"received": 12, "processed": 12, "dropped": 0, "errors": 6}
+    strict = ReplayScheduler(process, workers=2)
+    strict.submit(0)
+    strict.submit(1)
+    with pytest.raises(ValueError, match="bad frame 1"):  # raised by the close that finishes frame 1
+        strict.close()
+    with pytest.raises(ValueError, match="workers"):
+        ReplayScheduler(process, workers=0)
 
 
 def test_live_keeps_only_the_newest_pending_bundle() -> None:

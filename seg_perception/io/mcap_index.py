@@ -32,6 +32,10 @@ class IndexedMcap:
     """The raw messages of chosen topics of one MCAP file with a full index, in log-time order.
 
     Use as a context manager, made by `open`.
+
+    Attributes:
+        ros2_types: topic → (message type, its ros2msg definition) when every channel carries CDR
+            messages of a ros2msg schema, one channel a topic (what rosbag2 records); else None.
     """
 
     def __init__(self, path: Path, stream: BinaryIO, summary: Any) -> None:
@@ -39,6 +43,12 @@ class IndexedMcap:
         self._stream = stream
         self._topics = {cid: channel.topic for cid, channel in summary.channels.items()}
         self._chunks = summary.chunk_indexes
+        channels = list(summary.channels.values())
+        schemas = [summary.schemas.get(c.schema_id) for c in channels]
+        rosbag2 = len({c.topic for c in channels}) == len(channels) and all(
+            s is not None and s.encoding == "ros2msg" and c.message_encoding == "cdr" for c, s in zip(channels, schemas))
+        self.ros2_types = ({c.topic: (s.name, s.data.decode()) for c, s in zip(channels, schemas)} if rosbag2
+                           else None)
 
     @classmethod
     def open(cls, path: Path) -> IndexedMcap | None:

@@ -37,3 +37,22 @@ def default_typestore() -> Any:
         types.update(get_types_from_msg(text, name))
     store.register(types)
     return store
+
+
+@functools.lru_cache(maxsize=8)
+def bag_typestore(definitions: tuple[tuple[str, str], ...]) -> Any:
+    """A type store of the types a bag defines itself: (type name, ros2msg definition) pairs, as an
+    MCAP file's schemas give them (what rosbags' AnyReader builds from them). Cached: bags recorded
+    alike define the same types, and a store keeps the (de)serialisers it generates.
+
+    Raises:
+        rosbags.typesys.TypesysError: a definition does not parse.
+    """
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    types: dict[str, Any] = {}
+    for name, text in definitions:
+        types.update(get_types_from_msg(text, name))
+    store = get_typestore(Stores.EMPTY)
+    store.register(types)
+    return store

@@ -57,7 +57,7 @@ class PipelineConfig:
     backend: str = "auto"
     device: str = "auto"
     precision: str = "fp32"
-    threads: int = 0  # CPU inference threads; 0: replay keeps a core for reading, scoring and writing
+    threads: int = 0  # CPU threads per inference; 0: one, with replay segmenting a frame per core at once
     topics: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
     slop_ms: dict[str, float] = field(default_factory=lambda: {"thermal": 30.0, "lidar": 60.0, "labels": 5.0,
                                                                     "lidar_labels": 60.0})

@@ -51,26 +51,39 @@ class Perception:
 
     def process(self, bundle: Any) -> FrameResult:
         """Run the graph on a FrameBundle (rgb required; thermal, events, lidar optional)."""
+        return self.fuse(bundle, self.segment(bundle), self.camera)
+
+    def segment(self, bundle: Any) -> FrameResult:
+        """The bundle's segmentation. Touches no shared state, so calls on different bundles may run at
+        once where the segmenter allows it (CPU backends)."""
         start = time.perf_counter()
         segmentation = self.segmenter.segment(
             **{m: getattr(bundle, m) for m in ("rgb", "thermal", "events")
                if getattr(bundle, m) is not None and m in self.segmenter.config.modalities})
         result = FrameResult(bundle.stamp_ns, segmentation, timing=dict(segmentation.timing))
-        sweep = bundle.lidar
-        if self.semantic_map is not None and sweep is not None:
-            if self.camera is None:
-                result.notes.append("no camera_info yet: the sweep is not labelled")
-            else:
-                try:
-                    self._map(sweep, bundle.stamp_ns, result)
-                except TransformError as exc:
-                    result.notes.append(f"no transform for the sweep: {exc}")
         result.timing["total"] = (time.perf_counter() - start) * 1e3
         return result
 
-    def _map(self, sweep: LidarSweep, stamp_ns: int, result: FrameResult) -> None:
+    def fuse(self, bundle: Any, result: FrameResult, camera: CameraModel | None) -> FrameResult:
+        """With a voxel map, label the bundle's LiDAR sweep through `result`'s segmentation, seen by
+        `camera` (the camera_info in force at the frame), and fuse it; in bundle order (the map
+        accumulates). Returns `result`, completed."""
+        start = time.perf_counter()
+        sweep = bundle.lidar
+        if self.semantic_map is not None and sweep is not None:
+            if camera is None:
+                result.notes.append("no camera_info yet: the sweep is not labelled")
+            else:
+                try:
+                    self._map(sweep, bundle.stamp_ns, camera, result)
+                except TransformError as exc:
+                    result.notes.append(f"no transform for the sweep: {exc}")
+        result.timing["total"] += (time.perf_counter() - start) * 1e3
+        return result
+
+    def _map(self, sweep: LidarSweep, stamp_ns: int, camera: CameraModel, result: FrameResult) -> None:
         segmentation = result.segmentation
-        mapped = map_sweep(self.semantic_map, sweep, segmentation.labels, segmentation.confidence, self.camera,
+        mapped = map_sweep(self.semantic_map, sweep, segmentation.labels, segmentation.confidence, camera,
                            self.transforms.lookup, stamp_ns, map_frame=self.map_frame,
                            deskew_slices=self.deskew_slices)
         result.point_labels, result.points_in_map, result.map_stats = mapped.labels, mapped.points_in_map, mapped.stats

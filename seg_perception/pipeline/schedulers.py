@@ -1,4 +1,5 @@
-"""Who runs when: replay processes every bundle in order; live keeps only the newest and drops the rest.
+"""Who runs when: replay processes every bundle (frame-parallel where it may) and reports them in order;
+live keeps only the newest and drops the rest.
 
 Both schedulers take `process(bundle) -> result` and report through the same callbacks and
 counters, so the node and the replay tool drive the pipeline alike:
@@ -12,7 +13,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
 B = TypeVar("B")
 R = TypeVar("R")
@@ -26,65 +28,102 @@ class SchedulerClosed(RuntimeError):
 
 
 class ReplayScheduler(Generic[B, R]):
-    """Processes every bundle, in submission order, in the caller's thread (deterministic).
+    """Processes every bundle, and reports the results in submission order (deterministic).
+
+    With one worker, each bundle is processed in the caller's thread during `submit`. With more,
+    `process` runs on up to `workers` bundles at once on a thread pool (frame-parallel: it must be
+    safe to call concurrently), and `then`, the callbacks and the counters stay in the caller's
+    thread, in submission order, so whatever `then` accumulates (a voxel map) sees the bundles in
+    order. `submit` waits while `2 * workers` bundles are in flight; `close` finishes them.
 
     Args:
-        process: bundle → result.
+        process: bundle → intermediate result (the frame-parallel stage).
+        then: (bundle, intermediate) → result, in order in the caller's thread; default: the
+            intermediate is the result.
+        workers: bundles processed at once.
         on_result: called with (bundle, result) after each bundle.
-        on_error: called with (bundle, exception) when `process` raises; without it the exception
-            propagates out of `submit` (counted either way).
+        on_error: called with (bundle, exception) when `process` or `then` raises; without it the
+            exception propagates out of the `submit` or `close` that finishes the bundle (counted
+            either way).
         clock: monotonic ns clock for `latencies_ns`.
         max_latencies: how many recent latencies to keep.
     """
 
-    def __init__(self, process: Callable[[B], R], *, on_result: Callable[[B, R], None] | None = None,
+    def __init__(self, process: Callable[[B], Any], *, then: Callable[[B, Any], R] | None = None, workers: int = 1,
+                 on_result: Callable[[B, R], None] | None = None,
                  on_error: Callable[[B, Exception], None] | None = None, clock: Callable[[], int] = time.monotonic_ns,
                  max_latencies: int = DEFAULT_MAX_LATENCIES) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         self._process = process
+        self._then = then
         self._on_result = on_result
         self._on_error = on_error
         self._clock = clock
         self._closed = False
         self.stats = {"received": 0, "processed": 0, "dropped": 0, "errors": 0}
         self._latencies: deque[int] = deque(maxlen=max_latencies)
+        self._workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="seg-perception-segment") if workers > 1 else None
+        self._in_flight: deque[tuple[B, int, Future]] = deque()
 
     @property
     def latencies_ns(self) -> list[int]:
         """Submit → result of the most recent bundles, oldest first."""
         return list(self._latencies)
 
-    def submit(self, bundle: B) -> R | None:
-        """Process `bundle` now.
-
-        Returns:
-            The result, or None when `process` raised and `on_error` took the exception.
+    def submit(self, bundle: B) -> None:
+        """Process `bundle`: now with one worker, else on the pool, finishing the oldest bundles in flight.
 
         Raises:
             SchedulerClosed: after close().
-            Exception: whatever `process` raised, when no `on_error` was given.
+            Exception: whatever `process` or `then` raised for a bundle this call finished, when no
+                `on_error` was given.
         """
         if self._closed:
             raise SchedulerClosed("submit() after close(): this ReplayScheduler is closed")
         self.stats["received"] += 1
         submitted = self._clock()
+        if self._pool is None:
+            self._finish(bundle, submitted, lambda: self._process(bundle))
+            return
+        self._in_flight.append((bundle, submitted, self._pool.submit(self._process, bundle)))
+        while len(self._in_flight) > 2 * self._workers:  # the pool has the next bundles while one is finished
+            self._finish_oldest()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish the bundles in flight and refuse further ones; returns True (nothing is left running).
+
+        Raises:
+            Exception: as `submit`.
+        """
+        self._closed = True
+        try:
+            while self._in_flight:
+                self._finish_oldest()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+        return True
+
+    def _finish_oldest(self) -> None:
+        bundle, submitted, future = self._in_flight.popleft()
+        self._finish(bundle, submitted, future.result)
+
+    def _finish(self, bundle: B, submitted: int, processed: Callable[[], Any]) -> None:
         self.stats["processed"] += 1
         try:
-            result = self._process(bundle)
+            value = processed()
+            result = value if self._then is None else self._then(bundle, value)
         except Exception as exc:
             self.stats["errors"] += 1
             if self._on_error is None:
                 raise
             self._on_error(bundle, exc)
-            return None
+            return
         self._latencies.append(self._clock() - submitted)
         if self._on_result is not None:
             self._on_result(bundle, result)
-        return result
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Refuse further bundles; there is nothing in flight, so it returns True at once."""
-        self._closed = True
-        return True
 
 
 class LiveScheduler(Generic[B, R]):
