@@ -66,6 +66,28 @@ def test_frames_segmented_at_once_give_the_results_of_one_at_a_time(bag, config,
     assert recorded[1] == recorded[3]
 
 
+def test_each_frame_is_fused_with_the_camera_info_read_before_it(bag, config, tmp_path):
+    """camera_info that starts late: frames read before it are not labelled, however many frames are
+    in flight when it arrives (a frame keeps the camera in force when it was read, not when fused)."""
+    from seg_perception.io import BagWriter
+
+    late = tmp_path / "late"
+    with BagReader(bag) as reader, BagWriter(late) as writer:
+        seen = 0
+        for m in reader.messages():
+            if m.topic == "/camera/camera_info":
+                seen += 1
+                if seen <= 2:
+                    continue
+            writer.write(m.topic, m.msg, m.log_time_ns, latched=m.topic == "/tf_static")
+    mapped = replace(config, mapping=replace(config.mapping, enabled=True))
+    runs = [replay_bag(late, mapped, tmp_path / str(w), ReplayOptions(record=False, segment_workers=w))
+            for w in (1, 3)]
+    for report in runs:
+        assert report.skipped.get("no camera_info yet", 0) == 2
+    assert _scores(runs[0]) == _scores(runs[1])
+
+
 def test_worst_frames_have_their_overlays_and_the_strip(bag, config, tmp_path):
     import cv2
 
