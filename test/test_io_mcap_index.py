@@ -52,9 +52,20 @@ def test_same_messages_and_order_as_rosbags(sensor_bag, topics):
     assert got == expected
 
 
-def test_bag_reader_uses_the_index_and_deserialises_as_before(sensor_bag):
+@pytest.mark.parametrize("types_from", ["summary", "rosbags"])
+def test_bag_reader_uses_the_index_and_deserialises_as_before(sensor_bag, monkeypatch, types_from):
+    if types_from == "rosbags":  # as for an MCAP file of other schema encodings, which rosbags opens
+        opened = IndexedMcap.open
+
+        def without_ros2_types(path):
+            indexed = opened(path)
+            indexed.ros2_types = None
+            return indexed
+
+        monkeypatch.setattr(IndexedMcap, "open", without_ros2_types)
     with BagReader(sensor_bag) as bag:
         assert bag._indexed is not None
+        assert (bag._reader is not None) == (types_from == "rosbags")
         got = [(m.topic, m.log_time_ns, m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec,
                 m.msg.data.copy()) for m in bag.messages(["/camera"])]
     with AnyReader([sensor_bag]) as reader:

@@ -96,7 +96,8 @@ class BagReader:
     Message types the bags define themselves (MCAP, ROS 1) are used as stored; otherwise the
     package's type store (ROS 2 Kilted, event cameras, seg_perception) applies. A single indexed
     MCAP file is read through its message index (`IndexedMcap`: only what the chosen topics need
-    is decompressed); other bags, and MCAP files without that index, are read by rosbags.
+    is decompressed), and one as rosbag2 records it (CDR, ros2msg schemas) is opened from its
+    summary alone; other bags, and MCAP files without that index, are read by rosbags.
 
     Raises:
         BagError: on entering, a bag is missing or unreadable.
@@ -122,13 +123,14 @@ class BagReader:
             # also parses metadata.yaml and every type, took ~20x longer (~60 ms on the sim drive).
             self.topics = {topic: name for topic, (name, _) in self._indexed.ros2_types.items()}
             return self
-        if self._indexed is not None:
-            self._indexed.__exit__(None, None, None)
-            self._indexed = None
-        try:
-            self._reader = AnyReader(self.paths, default_typestore=default_typestore())
-            self._reader.open()
+        try:  # other bags, and MCAP files of other encodings (still read through their index, if any)
+            reader = AnyReader(self.paths, default_typestore=default_typestore())
+            reader.open()
+            self._reader = reader
         except (AnyReaderError, OSError) as exc:  # OSError: a rosbag2 folder without its metadata.yaml
+            if self._indexed is not None:
+                self._indexed.__exit__(None, None, None)
+                self._indexed = None
             self._salvage = self._truncated_mcap()
             if self._salvage is None:
                 raise self._error(exc) from exc
@@ -142,7 +144,7 @@ class BagReader:
     def __exit__(self, *exc_info: Any) -> None:
         if self._indexed is not None:
             self._indexed.__exit__(*exc_info)
-        elif self._salvage is None:
+        if self._reader is not None:
             self._reader.close()
 
     def _truncated_mcap(self) -> TruncatedMcap | None:
@@ -182,20 +184,24 @@ class BagReader:
             raise self._error(exc) from exc
 
     def _indexed_messages(self, topics: Collection[str]) -> Iterator[BagMessage]:
+        from rosbags.highlevel import AnyReaderError
         from rosbags.serde import SerdeError
         from rosbags.typesys import TypesysError
 
-        types = self._indexed.ros2_types
-        try:
-            typestore = bag_typestore(tuple(sorted({types[t] for t in topics})))
-        except TypesysError as exc:
-            raise BagError(f"{self._indexed.path}: a message definition of {sorted(topics)} does not parse: "
-                           f"{exc}") from exc
+        if self._reader is not None:  # rosbags opened it and holds its types
+            deserialize = self._reader.deserialize
+        else:
+            types = self._indexed.ros2_types
+            try:
+                deserialize = bag_typestore(tuple(sorted({types[t] for t in topics}))).deserialize_cdr
+            except TypesysError as exc:
+                raise BagError(f"{self._indexed.path}: a message definition of {sorted(topics)} does not parse: "
+                               f"{exc}") from exc
         for topic, log_time, raw in self._indexed.messages(topics):
             typename = self.topics[topic]
             try:
-                msg = typestore.deserialize_cdr(raw, typename)
-            except SerdeError as exc:
+                msg = deserialize(raw, typename)
+            except (SerdeError, AnyReaderError) as exc:
                 raise BagError(f"{self._indexed.path}: the {typename} message on {topic} at {log_time} ns does "
                                f"not deserialise: {exc}") from exc
             yield BagMessage(topic, typename, log_time, msg)

@@ -389,7 +389,6 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         from concurrent.futures import ProcessPoolExecutor
 
         processes = min(workers, len(bags))
-        config = replace(config, threads=inference_threads(config))
         options = replace(options, segment_workers=segment_workers(config, processes))
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options) for bag in bags}
