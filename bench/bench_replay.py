@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         # The library's default threads first: a Segmenter with `threads` sets torch's process-wide pool.
         for threads in (None, replay_threads):
             segmenter = Segmenter(config.model, threads=threads)
-            given = [{"rgb": rgb, **({"thermal": t} if "thermal" in segmenter.config.modalities else {})}
+            given = [{"rgb": rgb, **({"thermal": t} if "thermal" in segmenter.modalities else {})}
                      for rgb, t in zip(frames, thermal)]
             for frame in given[:3]:  # warm-up, as the replay's first frames warm up too
                 segmenter.segment(**frame)

@@ -1,4 +1,4 @@
-"""The engine subcommands of `seg-perception`: export, build-engine, bench."""
+"""The engine subcommands of `seg-perception`: card, export, build-engine, bench."""
 from __future__ import annotations
 
 import argparse
@@ -21,10 +21,19 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--card", type=Path, default=None, metavar="YAML",
+                        help="model card of your own .onnx or .plan network (default: embedded in the .onnx, or "
+                             "<model>.yaml beside it)")
+    parser.add_argument("--class-map", default=None, metavar="MAP",
+                        help="remap or merge the model's classes (a name in config/label_maps or a YAML path)")
+
+
 def _model_options(parser: argparse.ArgumentParser, precisions: tuple[str, ...]) -> None:
     parser.add_argument("--model", default=None,
-                        help="shipped model name, .safetensors checkpoint or exported .onnx (default: the shipped "
-                             "RGB + thermal + events student)")
+                        help="shipped model name, .safetensors checkpoint, exported .onnx, or your own .onnx/.plan "
+                             "with a model card (default: the shipped RGB + thermal + events student)")
+    _card_options(parser)
     parser.add_argument("--size", type=_size, default=None, metavar="WxH",
                         help="model input size (default: the model's training size)")
     parser.add_argument("--k", type=int, default=None, help="locations the student refines (default: its refine "
@@ -58,11 +67,56 @@ def _reporting_errors(command: Any, args: argparse.Namespace) -> int:
         return 1
 
 
+def _add_card(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "card", help="check a model card against your own ONNX network, print what was found, optionally embed it",
+        description="Resolve a model card against an ONNX (or TensorRT) network: the input and output tensors, "
+                    "layout, element type, run size, output kind and resolution, label set and class map. Runs the "
+                    "network once on ONNX Runtime at its run size to measure the output resolution. With --embed, "
+                    "writes a copy of the ONNX file that carries the card in its metadata.")
+    parser.add_argument("model", type=Path, help="the .onnx (or .plan) network")
+    _card_options(parser)
+    parser.add_argument("--size", type=_size, default=None, metavar="WxH",
+                        help="run size for a dynamic-size network (default: the card's, else each frame's own)")
+    parser.add_argument("--embed", type=Path, default=None, metavar="OUT",
+                        help="write the network with the card embedded here (a .onnx file)")
+    parser.set_defaults(run=lambda args: _reporting_errors(_card, args))
+
+
+def _card(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from seg_perception.engines import EngineError, Segmenter
+    from seg_perception.engines.export import embed_card
+
+    segmenter = Segmenter(args.model, card=args.card, class_map=args.class_map, input_size=args.size,
+                          backend="onnxruntime" if args.model.suffix == ".onnx" else "tensorrt")
+    source = segmenter.source
+    if source.card is None:
+        raise EngineError(f"{args.model} is a seg_perception export; it needs no card")
+    width, height = source.binding.run_size((640, 480))
+    frame = np.zeros((height, width, 3), np.uint8)
+    feeds, _ = segmenter.preprocess(frame)
+    output = segmenter.engine.infer(feeds, (source.binding.output.name,))[source.binding.output.name]
+    found = {"model": str(args.model), "model_id": source.model_id, "label_set": source.label_set.name,
+             "classes": source.label_set.num_classes, "published_label_set": segmenter.label_set.name,
+             **source.binding.describe(),
+             "measured": {"input_size": [width, height], "output_shape": list(output.shape)}}
+    print(json.dumps(found, indent=2))
+    if args.embed is not None:
+        from seg_perception.engines.card import with_overrides
+
+        embed_card(args.model, with_overrides(source.card, size=args.size, class_map=args.class_map), args.embed)
+        print(f"wrote {args.embed} with the card embedded", file=sys.stderr)
+    return 0
+
+
 def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("export", help="export a checkpoint to ONNX (Top-K refinement inside), checked",
                                  description="Export a checkpoint to ONNX with static shapes. The file carries the label "
                                              "set and input contract; it is checked by the ONNX checker and against "
-                                             "PyTorch with ONNX Runtime on frames of the synthetic world.")
+                                             "PyTorch with ONNX Runtime on frames of the synthetic world. Your own "
+                                             "ONNX network with its card is copied with the card embedded.")
     _model_options(parser, ("fp32", "fp16"))
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.set_defaults(run=lambda args: _reporting_errors(_export, args))
@@ -72,7 +126,16 @@ def _export(args: argparse.Namespace) -> int:
     from seg_perception.engines import DEFAULT_MODEL, ModelSource, Preprocessor, export_onnx
     from seg_perception.engines.export import check_parity
 
-    source = ModelSource.open(args.model or DEFAULT_MODEL)
+    source = ModelSource.open(args.model or DEFAULT_MODEL, args.card)
+    if source.card is not None:
+        from seg_perception.engines.card import with_overrides
+        from seg_perception.engines.export import embed_card
+
+        card = with_overrides(source.card, size=args.size, class_map=args.class_map)
+        source = source.with_card(card)
+        embed_card(source.path, card, args.out)
+        print(json.dumps({"onnx": str(args.out), "card": source.binding.describe()}, indent=2))
+        return 0
     spec = source.spec(input_size=args.size, k=args.k, precision=args.precision)
     checkpoint = source.checkpoint()
     export_onnx(checkpoint, args.out, spec)
@@ -104,7 +167,7 @@ def _build_engine(args: argparse.Namespace) -> int:
     segmenter = Segmenter(args.model or DEFAULT_MODEL, backend="tensorrt", device="cuda", precision=args.precision,
                           input_size=args.size, k=args.k, cache_dir=args.cache_dir, rebuild=args.rebuild,
                           calibration=_calibration(args.calibration) if args.precision == "int8" else None,
-                          plan=args.out)
+                          plan=args.out, card=args.card, class_map=args.class_map)
     print(json.dumps(segmenter.describe(), indent=2))
     return 0
 
@@ -115,6 +178,7 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                              "320x180 thermal and events). Each configuration runs in a fresh process, "
                                              "so its peak memory is its own. Prints JSON.")
     parser.add_argument("--model", default="student_rgb", help="model (default: student_rgb)")
+    _card_options(parser)
     parser.add_argument("--backends", nargs="+", default=["torch:fp32", "onnxruntime:fp32", "onnxruntime:int8"],
                         metavar="BACKEND:PRECISION", help="configurations, e.g. torch:fp32 torch:bf16 onnxruntime:int8 "
                                                           "tensorrt:fp16 (default: %(default)s)")
@@ -146,7 +210,8 @@ def _bench(args: argparse.Namespace) -> int:
                 backend, _, precision = entry.partition(":")
                 case = {"model": args.model, "backend": backend, "device": args.device, "precision": precision or "fp32",
                         "input_size": size, "k": None if k == "default" else int(k), "threads": args.threads,
-                        "channels_last": args.channels_last, "cache_dir": args.cache_dir}
+                        "channels_last": args.channels_last, "cache_dir": args.cache_dir, "card": args.card,
+                        "class_map": args.class_map}
                 # A fresh process per configuration: its peak memory and thread pools are its own.
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                     results.append(pool.submit(_bench_case, case, frames, args.iterations, args.warmup,
@@ -173,7 +238,7 @@ def _bench_case(case: dict[str, Any], frames: list[dict[str, Any]], iterations: 
                               calibration=_calibration(calibration) if case["precision"] == "int8" else None)
     except EngineError as exc:
         return {**_describe_case(case), "skipped": str(exc)}
-    given = [{m: f[m] for m in segmenter.config.modalities if m in f} for f in frames]
+    given = [{m: f[m] for m in segmenter.modalities if m in f} for f in frames]
     return {**segmenter.describe(), **measure(segmenter, given, iterations=iterations, warmup=warmup)}
 
 
@@ -198,4 +263,4 @@ def bench_frames(count: int = 4) -> list[dict[str, Any]]:
     return frames
 
 
-SUBCOMMANDS = (_add_export, _add_build_engine, _add_bench)
+SUBCOMMANDS = (_add_card, _add_export, _add_build_engine, _add_bench)

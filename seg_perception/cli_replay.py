@@ -29,7 +29,15 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--camera-info", type=Path, default=None, metavar="YAML",
                         help="camera calibration (camera_calibration YAML), for bags without camera_info")
     parser.add_argument("--no-map", dest="map", action="store_false", help="segment and score only, no voxel map")
-    parser.add_argument("--model", default=None, help="override the config's model")
+    parser.add_argument("--model", default=None,
+                        help="override the config's model (also your own .onnx/.plan network with a model card)")
+    parser.add_argument("--card", default=None, metavar="YAML",
+                        help="model card of your own network (default: embedded in the .onnx or <model>.yaml beside it)")
+    parser.add_argument("--class-map", default=None, metavar="MAP",
+                        help="label map that remaps or merges the model's classes before publishing and scoring "
+                             "(a name in config/label_maps or a YAML path)")
+    parser.add_argument("--gt-map", default=None, metavar="MAP",
+                        help="label map from the ground truth's ids to the published classes, for scoring")
     parser.add_argument("--backend", default=None, help="override the config's backend")
     parser.add_argument("--realtime", action="store_true",
                         help="play at the bags' rate into the live scheduler (newest frame wins) and count drops")
@@ -42,6 +50,7 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from seg_perception.engines import EngineError
     from seg_perception.evaluation import summary_table
     from seg_perception.io import BagError
     from seg_perception.pipeline import ConfigError, PipelineConfig
@@ -50,7 +59,8 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         config = PipelineConfig.load(args.config)
         config = config.with_overrides(
-            model=args.model, backend=args.backend, threads=args.threads, topics=_topics(config.topics, args.topic),
+            model=args.model, card=args.card, class_map=args.class_map, gt_map=args.gt_map, backend=args.backend,
+            threads=args.threads, topics=_topics(config.topics, args.topic),
             labels_dir=args.labels_dir and str(args.labels_dir),
             camera_info_file=args.camera_info and str(args.camera_info),
             mapping=None if args.map else replace(config.mapping, enabled=False))
@@ -58,7 +68,7 @@ def _replay(args: argparse.Namespace) -> int:
         report = replay(args.bags, config, args.out, ReplayOptions(realtime=args.realtime, record=args.record,
                                                                   progress=sys.stderr.isatty()),
                         workers=args.workers)
-    except (BagError, ConfigError) as exc:
+    except (BagError, ConfigError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary_table(report))

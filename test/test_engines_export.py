@@ -111,7 +111,7 @@ def test_foreign_and_corrupt_onnx_files_are_refused(tmp_path):
     graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
                                    [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
     onnx.save(onnx.helper.make_model(graph), str(foreign))
-    with pytest.raises(EngineError, match="no seg_perception metadata"):
+    with pytest.raises(EngineError, match="without seg_perception metadata or a model card"):
         ModelSource.open(foreign)
     with pytest.raises(EngineError, match="does not exist"):
         read_onnx_metadata(tmp_path / "missing.onnx")

@@ -130,18 +130,19 @@ def test_letterbox_places_and_pads_by_hand():
 def test_postprocess_maps_back_by_nearest_pixel():
     from seg_perception.engines import Placement, Postprocessor
 
-    post = Postprocessor(12, 4, 2)
+    post = Postprocessor(np.uint8)
     labels = torch.tensor([[[0, 1, 2, 3], [4, 5, 6, 7]]], dtype=torch.int32)
     confidence = labels.float() / 10
     refined = torch.tensor([[[[1.0]]]])
     out_labels, out_conf, out_refined = post({"labels": labels, "confidence": confidence, "refined": refined},
-                                             Placement((8, 4), (0, 0, 4, 2)))
+                                             Placement((8, 4), (0, 0, 4, 2), (4, 2)))
     expected = np.repeat(np.repeat(labels[0].numpy(), 2, axis=0), 2, axis=1)  # 2x nearest upsampling
     np.testing.assert_array_equal(out_labels, expected)
     np.testing.assert_allclose(out_conf, expected / 10)
     assert out_labels.dtype == np.uint8 and out_refined.all() and out_refined.shape == (4, 8)
     # Letterboxed: only the box maps back, padding never does.
-    boxed = post({"labels": labels, "confidence": confidence, "refined": refined}, Placement((2, 2), (1, 0, 2, 2)))[0]
+    boxed = post({"labels": labels, "confidence": confidence, "refined": refined},
+                 Placement((2, 2), (1, 0, 2, 2), (4, 2)))[0]
     np.testing.assert_array_equal(boxed, [[1, 2], [5, 6]])
 
 

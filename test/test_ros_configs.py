@@ -149,7 +149,7 @@ def test_label_sets_hold_their_published_class_counts():
 
 @pytest.mark.parametrize("path", sorted((CONFIG / "label_maps").glob("*.yaml")), ids=lambda p: p.name)
 def test_label_map_loads(path):
-    from seg_perception.training.folders import load_label_map
+    from seg_perception.label_maps import load_label_map
 
     assert load_label_map(path).label_set.name == yaml.safe_load(path.read_text(encoding="utf-8"))["target"]
 

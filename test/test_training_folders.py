@@ -11,12 +11,8 @@ import yaml
 from torch.utils.data import default_collate
 
 from seg_perception.labels import available_label_sets, load_label_set
-from seg_perception.training.folders import (
-    FolderDataset,
-    FolderDatasetError,
-    available_label_maps,
-    load_label_map,
-)
+from seg_perception.label_maps import LabelMapError, available_label_maps, load_label_map
+from seg_perception.training.folders import FolderDataset, FolderDatasetError
 
 CITYSCAPES_MAP = "cityscapes_labelids_to_cityscapes19"
 # labelId → trainId, from cityscapesScripts' labels.py.
@@ -214,8 +210,8 @@ def test_cityscapes_map_sends_label_ids_to_train_ids():
         assert label_map.table[label_id] == CITYSCAPES_TRAIN_IDS.get(label_id, 255), label_id
 
 
-def _error(call, message: str) -> None:
-    with pytest.raises(FolderDatasetError, match=message):
+def _error(call, message: str, error: type[Exception] = FolderDatasetError) -> None:
+    with pytest.raises(error, match=message):
         call()
 
 
@@ -272,12 +268,12 @@ def test_errors_for_bad_options_and_label_maps(tmp_path):
     for mapping, message in (({3: 99}, "maps to 99"), ({"x": 1}, "source id 'x'"), ({70000: 1}, "source id 70000")):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump({"target": "sim_offroad", "mapping": mapping}))
-        _error(lambda path=path: load_label_map(path), message)
+        _error(lambda path=path: load_label_map(path), message, LabelMapError)
     path.write_text(yaml.safe_dump({"target": "no_such_set", "mapping": {}}))
-    _error(lambda: load_label_map(path), "no label set 'no_such_set'")
+    _error(lambda: load_label_map(path), "no label set 'no_such_set'", LabelMapError)
     path.write_text("mapping: 3\n")
-    _error(lambda: load_label_map(path), "must hold `target`")
-    with pytest.raises(FolderDatasetError, match="uint8 or uint16"):
+    _error(lambda: load_label_map(path), "must hold `target`", LabelMapError)
+    with pytest.raises(LabelMapError, match="uint8 or uint16"):
         load_label_map(CITYSCAPES_MAP).apply(np.zeros((2, 2), np.int32))
 
 

@@ -63,24 +63,69 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     Raises:
         EngineError: the file is missing, is not a readable ONNX model, or was not exported by seg_perception.
     """
+    path = Path(path)
+    document = onnx_document(load_onnx(path), path)
+    if document is None:
+        raise EngineError(f"{path} has no seg_perception metadata; export checkpoints with `seg-perception export` "
+                          f"so the label set and input contract travel with the model, or describe your own "
+                          f"network with a model card (README: Your own model)")
+    return document
+
+
+def load_onnx(path: str | Path) -> Any:
+    """An ONNX file's `ModelProto` (weights in external files are not loaded).
+
+    Raises:
+        EngineError: the file is missing or is not a readable ONNX model.
+    """
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"ONNX file {path} does not exist")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError, OSError, ValueError: all mean "not a model"
-        raise EngineError(f"{path} is not a readable ONNX model ({exc}); re-export it with `seg-perception export`") from None
+        raise EngineError(f"{path} is not a readable ONNX model ({exc}); re-export it") from None
+
+
+def onnx_document(model: Any, path: Path) -> dict[str, Any] | None:
+    """The seg_perception document in a loaded ONNX model's metadata, or None when it has none.
+
+    Raises:
+        EngineError: a document of another export format, or one that is not valid JSON.
+    """
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
-        raise EngineError(f"{path} has no seg_perception metadata; export checkpoints with `seg-perception export` "
-                          f"so the label set and input contract travel with the model")
-    document = json.loads(props[METADATA_KEY])
-    if document.get("format") != EXPORT_FORMAT:
-        raise EngineError(f"{path} has export format {document.get('format')!r}; this version reads {EXPORT_FORMAT!r}"
-                          f" — re-export it")
+        return None
+    try:
+        document = json.loads(props[METADATA_KEY])
+    except ValueError as exc:
+        raise EngineError(f"{path}: its seg_perception metadata is not valid JSON ({exc}); re-export it") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise EngineError(f"{path} has export format {found!r}; this version reads {EXPORT_FORMAT!r} — re-export it")
     return document
+
+
+def embed_card(source: Path, card: Any, out: Path) -> Path:
+    """Copy an ONNX network to `out` with its model card (label set and class map inline) in the
+    metadata, so the card travels inside the file."""
+    import onnx
+
+    from .card import CARD_KEY
+
+    model = load_onnx(source)
+    props = {p.key: p.value for p in model.metadata_props}
+    props[CARD_KEY] = json.dumps(card.to_dict(inline=True), sort_keys=True)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return out
 
 
 def check_parity(checkpoint: Any, onnx_path: str | Path, spec: EngineSpec, feeds: list[dict[str, Any]]) -> dict[str, float]:

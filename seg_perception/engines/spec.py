@@ -15,7 +15,8 @@ class EngineSpec:
     """The static shape and numeric format an engine runs at.
 
     Attributes:
-        width: model input width (pixels); frames of any size are resized or letterboxed to it.
+        width: model input width (pixels); frames of any size are resized or letterboxed to it. 0 (with
+            height 0): each frame's own size (a carded network with dynamic height and width).
         height: model input height.
         k: locations the student refines (0: base prediction only); ignored by the teacher.
         precision: "fp32", "fp16", "bf16" (PyTorch only) or "int8" (ONNX Runtime CPU, TensorRT).
@@ -27,12 +28,17 @@ class EngineSpec:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.width < 32 or self.height < 32:
+        if (self.width, self.height) != (0, 0) and (self.width < 32 or self.height < 32):
             raise EngineError(f"input size {self.width}x{self.height} is too small; use at least 32x32")
         if self.k < 0:
             raise EngineError(f"k must be >= 0, got {self.k}")
         if self.precision not in PRECISIONS:
             raise EngineError(f"precision {self.precision!r} is not known; choose one of {', '.join(PRECISIONS)}")
+
+    @property
+    def per_frame(self) -> bool:
+        """True when the engine runs each frame at the frame's own size."""
+        return (self.width, self.height) == (0, 0)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -54,6 +54,9 @@ class StaticTransform:
 @dataclass(frozen=True)
 class PipelineConfig:
     model: str = "student_rgb_thermal_events"
+    card: str | None = None  # model card of a user's own network (default: embedded, or <model>.yaml beside it)
+    class_map: str | None = None  # label map remapping or merging the model's classes before publishing and scoring
+    gt_map: str | None = None  # label map from the ground truth's ids to the published classes, for scoring
     backend: str = "auto"
     device: str = "auto"
     precision: str = "fp32"
@@ -108,7 +111,7 @@ class PipelineConfig:
             raise ConfigError(f"cannot read pipeline configuration {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
-        for key in ("labels_dir", "camera_info_file"):  # relative to the configuration file
+        for key in ("labels_dir", "camera_info_file", "card"):  # relative to the configuration file
             if data.get(key):
                 data[key] = str(path.parent / Path(data[key]).expanduser())
         return cls.from_dict(data, str(path))

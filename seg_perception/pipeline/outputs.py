@@ -20,7 +20,8 @@ def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) ->
 
 def image_messages(rgb: np.ndarray, segmentation: Any, color: np.ndarray, *, stamp_ns: int, frame_id: str,
                    factory: MessageFactory | None = None) -> dict[str, Any]:
-    """labels (mono8, or mono16 above 255 classes), color and overlay (rgb8), confidence (32FC1).
+    """labels (mono8, or mono16 above 255 classes), color and overlay (rgb8), confidence (32FC1; left
+    out for a model that gives class ids only, whose confidence is unavailable).
 
     Args:
         color: the labels colourised (`LabelSet.colorize`), computed once by the caller, who often needs it too.
@@ -28,30 +29,34 @@ def image_messages(rgb: np.ndarray, segmentation: Any, color: np.ndarray, *, sta
     factory = factory or RosbagsFactory()
     labels = segmentation.labels
     common = {"header": make_header(factory, stamp_ns, frame_id), "factory": factory}
-    return {
+    messages = {
         "labels": array_to_image(labels, "mono8" if labels.dtype == np.uint8 else "mono16", **common),
         "color": array_to_image(color, "rgb8", **common),
         "overlay": array_to_image(overlay(rgb, color), "rgb8", **common),
-        "confidence": array_to_image(np.ascontiguousarray(segmentation.confidence, np.float32), "32FC1", **common),
     }
+    if segmentation.confidence is not None:
+        messages["confidence"] = array_to_image(np.ascontiguousarray(segmentation.confidence, np.float32), "32FC1",
+                                                **common)
+    return messages
 
 
 def info_message(segmenter: Any, segmentation: Any, timing: dict[str, float], *, stamp_ns: int, frame_id: str,
                  given: tuple[str, ...], input_size: tuple[int, int], latency_ms: float = 0.0,
                  frames_dropped: int = 0, factory: MessageFactory | None = None) -> Any:
-    """seg_perception/msg/SegmentationInfo for one frame."""
+    """seg_perception/msg/SegmentationInfo for one frame (mean_confidence NaN when the model gives none)."""
     factory = factory or RosbagsFactory()
-    spec, config = segmenter.spec, segmenter.config
+    spec, modalities = segmenter.spec, segmenter.modalities
     height, width = segmentation.labels.shape
     stages = [factory.make("seg_perception/msg/StageTiming", stage=name, duration_ms=float(ms))
               for name, ms in timing.items()]
     return factory.make(
         "seg_perception/msg/SegmentationInfo", header=make_header(factory, stamp_ns, frame_id),
-        model_id=segmenter.source.model_id, label_set=segmenter.label_set.name, num_classes=config.num_classes,
-        modalities=[m for m in config.modalities if m in given],
-        missing_modalities=[m for m in config.modalities if m not in given],
+        model_id=segmenter.source.model_id, label_set=segmenter.label_set.name,
+        num_classes=segmenter.label_set.num_classes, modalities=[m for m in modalities if m in given],
+        missing_modalities=[m for m in modalities if m not in given],
         backend=segmenter.backend_name, device=segmenter.device, precision=spec.precision,
         input_width=input_size[0], input_height=input_size[1], model_width=spec.width, model_height=spec.height,
         output_width=width, output_height=height, refine_k=spec.k,
-        refined_fraction=float(segmentation.refined.mean()), mean_confidence=float(segmentation.confidence.mean()),
+        refined_fraction=float(segmentation.refined.mean()),
+        mean_confidence=float(segmentation.confidence.mean()) if segmentation.confidence is not None else float("nan"),
         stages=stages, latency_ms=float(latency_ms), frames_dropped=int(frames_dropped))

@@ -68,7 +68,12 @@ _TOPIC_HELP = "input topic (relative names resolve in the node's namespace; rema
 
 SEGMENTATION: tuple[Parameter, ...] = (
     Parameter("model", "string", "student_rgb_thermal_events",
-              "shipped model name, .safetensors checkpoint, exported .onnx or TensorRT .plan"),
+              "shipped model name, .safetensors checkpoint, exported .onnx, or your own .onnx or TensorRT .plan "
+              "with a model card"),
+    Parameter("card", "string", "", "model card YAML of your own network (empty: the card embedded in the "
+              ".onnx or <model>.yaml beside it)"),
+    Parameter("class_map", "string", "", "label map that remaps or merges the model's classes before publishing "
+              "(a name in config/label_maps or a YAML path; empty: none, or the card's)"),
     Parameter("backend", "string", "auto", "inference backend; auto tries tensorrt, onnxruntime, torch",
               choices=("auto", "tensorrt", "onnxruntime", "torch")),
     Parameter("device", "string", "auto", "where inference runs", choices=("auto", "cpu", "cuda")),
@@ -232,7 +237,8 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     else:
         topics["lidar"] = None
     base = PipelineConfig()
-    return replace(base, model=values["model"], backend=values["backend"], device=values["device"],
+    return replace(base, model=values["model"], card=values["card"] or None, class_map=values["class_map"] or None,
+                   backend=values["backend"], device=values["device"],
                    precision=values["precision"], threads=values["threads"], topics=topics,
                    slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]},
                    events_window_ms=values["events_window_ms"], mapping=mapping)

@@ -59,7 +59,7 @@ class Perception:
         start = time.perf_counter()
         segmentation = self.segmenter.segment(
             **{m: getattr(bundle, m) for m in ("rgb", "thermal", "events")
-               if getattr(bundle, m) is not None and m in self.segmenter.config.modalities})
+               if getattr(bundle, m) is not None and m in self.segmenter.modalities})
         result = FrameResult(bundle.stamp_ns, segmentation, timing=dict(segmentation.timing))
         result.timing["total"] = (time.perf_counter() - start) * 1e3
         return result

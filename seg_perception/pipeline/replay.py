@@ -23,6 +23,8 @@ from seg_perception.evaluation import EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, CameraModel, ConversionError,
                                TransformBuffer, camera_model_from_yaml, stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
+from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
+from seg_perception.labels import LabelSet
 from seg_perception.mapping import SemanticVoxelMap, VoxelArrays, voxels_to_cloud, voxels_to_msg
 from seg_perception.mapping.evaluate import VoxelTruth
 
@@ -74,7 +76,7 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
     report = EvaluationReport(label_set)
     with BagReader(bag) as reader:  # opened once: topics, the event sensor's size, then the messages
         # Only what this run uses: a model without thermal input need not decode the thermal topic.
-        unused = {m for m in ("thermal", "events") if m not in segmenter.config.modalities}
+        unused = {m for m in ("thermal", "events") if m not in segmenter.modalities}
         if not config.mapping.enabled:
             unused |= {"lidar", "lidar_labels"}
         roles = {t: r for t, r in _present_roles(reader, config, report).items() if r not in unused}
@@ -104,7 +106,7 @@ def _segmenter(config: PipelineConfig) -> Any:
     from seg_perception.engines import Segmenter
 
     return Segmenter(config.model, backend=config.backend, device=config.device, precision=config.precision,
-                     threads=inference_threads(config))
+                     threads=inference_threads(config), card=config.card, class_map=config.class_map)
 
 
 def inference_threads(config: PipelineConfig) -> int:
@@ -166,6 +168,7 @@ class _Run:
                              if config.labels_dir else None)
         self.voxel_truth = (VoxelTruth(semantic_map.num_classes, semantic_map.voxel_size)
                             if semantic_map is not None and "lidar_labels" in self.partners else None)
+        self.gt_map = _gt_map(config.gt_map, self.segmenter.label_set)
 
     def open_writer(self) -> None:
         path = self.out_dir / self.bag.name.removesuffix(".mcap").removesuffix(".bag")
@@ -271,6 +274,8 @@ class _Run:
                 truth = self.label_folder.at(bundle.stamp_ns)
             except ConfigError as exc:
                 self.report.count_skipped(f"label image: {_reason(exc)}")
+        if truth is not None and self.gt_map is not None:
+            truth = self.gt_map.apply(truth).astype(segmentation.labels.dtype)
         if truth is not None:
             record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
                                              stamp_ns=bundle.stamp_ns, index=index)
@@ -347,6 +352,24 @@ class _Frame:
 
     bundle: FrameBundle
     camera: CameraModel | None
+
+
+def _gt_map(name: str | None, published: LabelSet) -> LabelMap | None:
+    """The map from the ground truth's ids to the published classes, for scoring.
+
+    Raises:
+        ConfigError: it cannot be loaded, or maps into another label set than the one published.
+    """
+    if name is None:
+        return None
+    try:
+        gt_map = load_label_map(name)
+    except LabelMapError as exc:
+        raise ConfigError(f"gt_map: {exc}") from None
+    if gt_map.label_set.classes != published.classes or gt_map.label_set.ignore_id != published.ignore_id:
+        raise ConfigError(f"gt_map {gt_map.name!r} maps ground truth into label set {gt_map.label_set.name!r}, but the "
+                          f"model publishes {published.name!r}; map into {published.name!r} (or set class_map)")
+    return gt_map
 
 
 def _decoded(messages: Iterator[BagMessage], roles: dict[str, str]) -> Iterator[tuple[BagMessage, str, Any, int]]:

@@ -239,7 +239,7 @@ class SegmentationNode(LifecycleNode):
     # Frames ----------------------------------------------------------------------------------------
 
     def _uses(self, modality: str) -> bool:
-        return modality in self.values["modalities"] and modality in self.perception.segmenter.config.modalities
+        return modality in self.values["modalities"] and modality in self.perception.segmenter.modalities
 
     def _add_subscription(self, msg_type: type, topic: str, role: str, qos: Any) -> None:
         def take(msg: Any) -> None:
@@ -347,7 +347,8 @@ class SegmentationNode(LifecycleNode):
                              f"(the model's size)")
         segmenter = Segmenter(values["model"], backend=values["backend"], device=values["device"],
                               precision=values["precision"], input_size=None if size == (0, 0) else size,
-                              k=None if k < 0 else k, threads=values["threads"] or None)
+                              k=None if k < 0 else k, threads=values["threads"] or None,
+                              card=values["card"] or None, class_map=values["class_map"] or None)
         expected, actual = values["label_set"], segmenter.label_set.name
         if expected and expected != actual:
             raise ValueError(f"label_set is {expected!r} but the model's label set is {actual!r}; set label_set to "
@@ -408,6 +409,8 @@ class SegmentationNode(LifecycleNode):
 
 def _k_refusal(segmenter: Segmenter, k: int) -> str | None:
     """Why `segmenter`'s model cannot refine `k` locations (-1: its default), or None."""
+    if segmenter.source.card is not None:
+        return None if k in (-1, 0) else f"k: {segmenter.source.model_id} is your own network; it has no refinement"
     if segmenter.config.architecture != "student":
         return f"k: {segmenter.source.model_id} is a {segmenter.config.architecture}; only a student refines"
     exported = segmenter.source.exported_spec

@@ -184,6 +184,7 @@ class ResultPublisher:
             color = segmenter.label_set.colorize(segmentation.labels)
             messages = image_messages(frame.rgb, segmentation, color, stamp_ns=stamp, frame_id=frame.frame_id,
                                       factory=self.factory)
+            images = [name for name in images if name in messages]  # no confidence from class-id models
             for name in images:
                 self.publishers[name].publish(messages[name])
         if "info" in wanted:

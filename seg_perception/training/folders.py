@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,17 +9,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import Dataset
 
-from seg_perception.labels import LabelSet, LabelSetError, load_label_set
-from seg_perception.resources import resource_dir
+from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
+from seg_perception.labels import LabelSet
 from seg_perception.io.encoding import encode_thermal
 
 LAYOUTS = ("auto", "cityscapes", "generic")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Label images are 8- or 16-bit, so one table indexed by the raw id covers every possible value.
-LOOKUP_SIZE = 65536
 CITYSCAPES_IMAGE = "_leftImg8bit.png"
 CITYSCAPES_LABEL = "_gtFine_labelIds.png"
 # How many offending file names an error message lists before it says "and N more".
@@ -29,87 +25,6 @@ SHOWN = 5
 
 class FolderDatasetError(ValueError):
     """A dataset folder, label image or label map that cannot be used, and why."""
-
-
-@dataclass(frozen=True, eq=False)
-class LabelMap:
-    """Source label ids → class ids of a target label set; ids that are not mapped become its ignore id.
-
-    Attributes:
-        name: the map's name.
-        table: (65536,) int64 lookup table, `table[source_id]` = target id or `label_set.ignore_id`.
-        label_set: the target label set.
-    """
-
-    name: str
-    table: np.ndarray
-    label_set: LabelSet
-
-    def apply(self, labels: np.ndarray) -> np.ndarray:
-        """Map a label image of source ids (uint8 or uint16) to int64 target ids.
-
-        Raises:
-            FolderDatasetError: the image is not of unsigned 8- or 16-bit integers.
-        """
-        labels = np.asarray(labels)
-        if labels.dtype not in (np.uint8, np.uint16):
-            raise FolderDatasetError(f"label ids must be uint8 or uint16 to be mapped, got {labels.dtype}")
-        return self.table[labels]
-
-
-def available_label_maps() -> list[str]:
-    try:
-        folder = resource_dir("config/label_maps", "*.yaml")
-    except FileNotFoundError:
-        return []
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def load_label_map(name_or_path: str | os.PathLike) -> LabelMap:
-    """A label map by name (config/label_maps/<name>.yaml) or by path to a YAML file.
-
-    The file holds `name`, `target` (a label set name or a path to a label set YAML) and `mapping`
-    (source id → target class id, or "ignore"); source ids not listed map to the target's ignore id.
-
-    Raises:
-        FolderDatasetError: no such map, or a malformed one (bad ids, target ids not in the label set).
-    """
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        names = available_label_maps()
-        if str(name_or_path) not in names:
-            raise FolderDatasetError(f"no label map {str(name_or_path)!r}; available: {', '.join(names) or 'none'}")
-        path = resource_dir("config/label_maps", "*.yaml") / f"{name_or_path}.yaml"
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
-    except (OSError, yaml.YAMLError) as exc:
-        raise FolderDatasetError(f"cannot read label map {path}: {exc}") from None
-    if not isinstance(data, Mapping) or "target" not in data or not isinstance(data.get("mapping"), Mapping):
-        raise FolderDatasetError(f"label map {path} must hold `target` (a label set) and a `mapping` of "
-                                 f"source id → target id or 'ignore'")
-    try:
-        label_set = load_label_set(data["target"])
-    except (LabelSetError, OSError, yaml.YAMLError) as exc:
-        raise FolderDatasetError(f"label map {path}: {exc}") from None
-    return LabelMap(str(data.get("name", path.stem)), _lookup_table(data["mapping"], label_set, path), label_set)
-
-
-def _lookup_table(mapping: Mapping[Any, Any], label_set: LabelSet, path: Path) -> np.ndarray:
-    valid = {c.id for c in label_set.classes}
-    table = np.full(LOOKUP_SIZE, label_set.ignore_id, np.int64)
-    for source, target in mapping.items():
-        if isinstance(source, bool) or not isinstance(source, int) or not 0 <= source < LOOKUP_SIZE:
-            raise FolderDatasetError(f"label map {path}: source id {source!r} is not an integer in "
-                                     f"0 … {LOOKUP_SIZE - 1}")
-        if target == "ignore":
-            continue
-        if isinstance(target, bool) or not isinstance(target, int) or (target not in valid
-                                                                       and target != label_set.ignore_id):
-            raise FolderDatasetError(f"label map {path}: source id {source} maps to {target!r}, which is not a "
-                                     f"class id of label set {label_set.name!r} ({sorted(valid)}) nor 'ignore'")
-        table[source] = target
-    return table
 
 
 @dataclass(frozen=True)
@@ -179,8 +94,11 @@ class FolderDataset(Dataset):
         if not self.root.is_dir():
             raise FolderDatasetError(f"dataset root {self.root} is not a folder")
         self.size = tuple(size) if size is not None else None
-        self.label_map = label_map if isinstance(label_map, LabelMap) or label_map is None \
-            else load_label_map(label_map)
+        try:
+            self.label_map = label_map if isinstance(label_map, LabelMap) or label_map is None \
+                else load_label_map(label_map)
+        except LabelMapError as exc:
+            raise FolderDatasetError(str(exc)) from None
         self.layout = layout if layout != "auto" else ("cityscapes" if (self.root / "leftImg8bit").is_dir()
                                                        else "generic")
         self.samples = _cityscapes_pairs(self.root, split) if self.layout == "cityscapes" \

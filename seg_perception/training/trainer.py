@@ -79,7 +79,9 @@ def _datasets(config: TrainConfig) -> tuple[Any, Any]:
                            cache_dir=config.cache_dir),
                 SimDataset("val", SimDatasetConfig(samples=config.val_samples, width=width, height=height),
                            cache_dir=config.cache_dir))
-    from .folders import FolderDataset, load_label_map
+    from seg_perception.label_maps import load_label_map
+
+    from .folders import FolderDataset
 
     label_map = load_label_map(config.label_map) if config.label_map else None
     return (FolderDataset(config.data, "train", label_map=label_map, size=config.image_size, flip=True),

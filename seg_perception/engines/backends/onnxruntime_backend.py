@@ -13,7 +13,12 @@ from ..errors import BackendUnavailable, EngineError
 from .base import Backend, EngineOptions, check_io, onnx_for
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-_NUMPY = {"tensor(float)": np.float32, "tensor(int32)": np.int32}
+_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
+          "tensor(int64)": np.int64, "tensor(uint8)": np.uint8}
+_TORCH = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16, "tensor(int32)": torch.int32,
+          "tensor(int64)": torch.int64, "tensor(uint8)": torch.uint8}
+_NUMPY_OF = {torch.float32: np.float32, torch.float16: np.float16, torch.uint8: np.uint8, torch.int64: np.int64,
+             torch.int32: np.int32}
 
 
 def _onnxruntime() -> Any:
@@ -66,34 +71,52 @@ class OnnxRuntimeBackend(Backend):
         active = self.session.get_providers()
         if _PROVIDERS[device] not in active:  # onnxruntime falls back to CPU silently; we do not
             raise EngineError(f"onnxruntime loaded {self.path} on {active[0]}, not {_PROVIDERS[device]}")
-        config = source.config
-        check_io(str(self.path), {i.name: tuple(i.shape) for i in self.session.get_inputs()},
-                 {o.name: tuple(o.shape) for o in self.session.get_outputs()}, spec, config.input_channels,
-                 len(config.modalities))
-        self.outputs = {o.name: o for o in self.session.get_outputs() if o.name in OUTPUT_NAMES}
+        if source.card is None:
+            config = source.config
+            check_io(str(self.path), {i.name: tuple(i.shape) for i in self.session.get_inputs()},
+                     {o.name: tuple(o.shape) for o in self.session.get_outputs()}, spec, config.input_channels,
+                     len(config.modalities))
+        self.outputs = {o.name: o for o in self.session.get_outputs()}
 
     def run(self, x: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.device == "cpu":
-            values = self.session.run(list(OUTPUT_NAMES), {"x": x.numpy(), "present": present.numpy()})
-            return {name: torch.from_numpy(value) for name, value in zip(OUTPUT_NAMES, values)}
-        return self._run_on_device(x, present)
+        outputs = self.infer({"x": x, "present": present}, OUTPUT_NAMES)
+        return {name: outputs[name] for name in OUTPUT_NAMES}
 
-    def _run_on_device(self, x: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """CUDA: bind the torch tensors' device memory, so nothing is copied through the host."""
+    def infer(self, feeds: dict[str, torch.Tensor], names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """Inputs by name → the outputs named (default: all), as torch tensors on the engine's device."""
+        names = names or tuple(self.outputs)
+        if self.device == "cpu":
+            try:
+                values = self.session.run(list(names), {k: v.numpy() for k, v in feeds.items()})
+            except Exception as exc:  # onnxruntime's own exception types
+                raise EngineError(f"onnxruntime failed to run {self.path}: {exc}") from None
+            return {name: torch.from_numpy(value) for name, value in zip(names, values)}
+        return self._run_on_device(feeds, names)
+
+    def _run_on_device(self, feeds: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """CUDA: bind the torch tensors' device memory, so nothing is copied through the host. Outputs of a
+        dynamic shape are allocated by onnxruntime and copied once into torch."""
         binding = self.session.io_binding()
         index = self.options.device_index
-        for name, tensor in (("x", x), ("present", present)):
-            binding.bind_input(name, "cuda", index, np.float32, tuple(tensor.shape), tensor.data_ptr())
+        device = next(iter(feeds.values())).device
+        for name, tensor in feeds.items():
+            binding.bind_input(name, "cuda", index, _NUMPY_OF[tensor.dtype], tuple(tensor.shape), tensor.data_ptr())
         results = {}
-        for name, info in self.outputs.items():
-            dtype = torch.int32 if info.type == "tensor(int32)" else torch.float32
-            results[name] = torch.empty(tuple(info.shape), dtype=dtype, device=x.device)
-            binding.bind_output(name, "cuda", index, _NUMPY[info.type], tuple(info.shape), results[name].data_ptr())
+        for name in names:
+            info = self.outputs[name]
+            if all(isinstance(d, int) and d > 0 for d in info.shape):
+                results[name] = torch.empty(tuple(info.shape), dtype=_TORCH[info.type], device=device)
+                binding.bind_output(name, "cuda", index, _NUMPY[info.type], tuple(info.shape),
+                                    results[name].data_ptr())
+            else:
+                binding.bind_output(name, "cuda", index)
         torch.cuda.current_stream().synchronize()  # the inputs were written on torch's stream
         self.session.run_with_iobinding(binding)
+        for name, value in zip(names, binding.get_outputs()):
+            if name not in results:
+                results[name] = torch.from_numpy(value.numpy()).to(device)
         return results
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "onnx": str(self.path), "provider": self.session.get_providers()[0],
                 "threads": self.session.get_session_options().intra_op_num_threads}
-

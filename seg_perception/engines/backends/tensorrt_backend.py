@@ -6,6 +6,10 @@ model from entropy calibration (see `quantize`). TensorRT 11 removed the weak-ty
 not applied. A plan is cached under a key of everything it depends on — the ONNX file's hash,
 the TensorRT version, the GPU's name and compute capability, the precision and the input shapes —
 so an upgrade or a different GPU gets a new engine instead of a stale one.
+
+A carded network (a user's ONNX file and its model card) is built the same way, with an optimisation
+profile at its run size for dynamic inputs; a prebuilt .plan with its card is loaded as it is, and
+its dynamic inputs take each frame's shape within the plan's own profile.
 """
 from __future__ import annotations
 
@@ -14,11 +18,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..cache import file_sha256, get_or_build_at, write_atomically
 from ..deploy import INPUT_NAMES, OUTPUT_NAMES
 from ..errors import BackendUnavailable, EngineError
+from ..graph import GraphIO, graph_io_from_engine
 from ..spec import EngineSpec
 from .base import Backend, EngineOptions, check_io, onnx_for
 
@@ -35,6 +41,23 @@ def _tensorrt() -> Any:
     if int(trt.__version__.split(".")[0]) < 10:
         raise BackendUnavailable(f"TensorRT {trt.__version__} is too old; seg_perception needs TensorRT 10 or newer")
     return trt
+
+
+def load_plan(path: Path) -> tuple[Any, Any, GraphIO]:
+    """(runtime, engine, its inputs and outputs) of a serialized TensorRT engine; keep the runtime while
+    the engine lives.
+
+    Raises:
+        BackendUnavailable: TensorRT is not importable here.
+        EngineError: the file is not an engine this TensorRT can load.
+    """
+    trt = _tensorrt()
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+    if engine is None:
+        raise EngineError(f"TensorRT {trt.__version__} cannot deserialize {path} (corrupt, or built by another "
+                          f"TensorRT version or for another GPU)")
+    return runtime, engine, graph_io_from_engine(engine, trt)
 
 
 def engine_cache_fields(onnx_sha256: str, tensorrt_version: str, gpu_name: str, compute_capability: str,
@@ -69,32 +92,49 @@ class TensorRTBackend(Backend):
                               f"or the input size")
         self.trt = trt = _tensorrt()
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
         self.engine: Any = None
-        config, index = source.config, options.device_index
-        self.shapes = {"x": (1, config.input_channels, spec.height, spec.width), "present": (1, len(config.modalities))}
-        onnx = onnx_for(self.name, source, spec, options, symmetric_int8=True)  # Q/DQ must be symmetric for TensorRT
+        index = options.device_index
         capability = ".".join(map(str, torch.cuda.get_device_capability(index)))
-        self.fields = engine_cache_fields(file_sha256(onnx), trt.__version__, torch.cuda.get_device_name(index),
-                                          capability, spec.precision, self.shapes)
-        self.timing_cache = options.cache.root / "tensorrt" / f"timing-{trt.__version__}-{capability}.cache"
-        target = plan or options.cache.path_for("tensorrt", self.fields, ".plan")
-        self.plan = get_or_build_at(target, self.fields, lambda tmp: self._build(onnx, tmp), rebuild=options.rebuild,
-                                    validate=self._load)
-        if self.engine is None:
+        self.fields = {"gpu": torch.cuda.get_device_name(index), "compute_capability": capability}
+        if source.kind == "plan":  # prebuilt: loaded as it is
+            self.plan = source.path
             self._load(self.plan)
+        else:
+            self.shapes = self._input_shapes(source, spec)
+            # Q/DQ must be symmetric for TensorRT
+            onnx = source.path if source.card is not None else onnx_for(self.name, source, spec, options,
+                                                                        symmetric_int8=True)
+            self.fields = engine_cache_fields(file_sha256(onnx), trt.__version__, self.fields["gpu"], capability,
+                                              spec.precision, self.shapes)
+            self.timing_cache = options.cache.root / "tensorrt" / f"timing-{trt.__version__}-{capability}.cache"
+            target = plan or options.cache.path_for("tensorrt", self.fields, ".plan")
+            self.plan = get_or_build_at(target, self.fields, lambda tmp: self._build(onnx, tmp),
+                                        rebuild=options.rebuild, validate=self._load)
+            if self.engine is None:
+                self._load(self.plan)
         self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        mode = {n: self.engine.get_tensor_mode(n) for n in names}
-        shape = {n: tuple(self.engine.get_tensor_shape(n)) for n in names}
-        check_io(str(self.plan), {n: shape[n] for n in names if mode[n] == trt.TensorIOMode.INPUT},
-                 {n: shape[n] for n in names if mode[n] == trt.TensorIOMode.OUTPUT}, spec, config.input_channels,
-                 len(config.modalities))
-        device_ = self.torch_device()
-        self.outputs = {n: torch.empty(shape[n], dtype=torch.int32 if n == "labels" else torch.float32, device=device_)
-                        for n in names if mode[n] == trt.TensorIOMode.OUTPUT}
-        for name, tensor in self.outputs.items():
-            self.context.set_tensor_address(name, tensor.data_ptr())
+        graph = graph_io_from_engine(self.engine, trt)
+        if source.card is None:
+            config = source.config
+            check_io(str(self.plan), {t.name: t.shape for t in graph.inputs}, {t.name: t.shape for t in graph.outputs},
+                     spec, config.input_channels, len(config.modalities))
+        self.dynamic = {t.name for t in graph.inputs if None in t.shape}
+        self.output_types = {t.name: torch.from_numpy(np.empty(0, t.dtype)).dtype
+                             for t in graph.outputs}
+        self.buffers: dict[str, torch.Tensor] = {}  # output buffers, reallocated when a shape changes
+
+    @staticmethod
+    def _input_shapes(source: Any, spec: EngineSpec) -> dict[str, tuple[int, ...]]:
+        """The shape each input is built for: the profile of dynamic ones."""
+        if source.card is None:
+            config = source.config
+            return {"x": (1, config.input_channels, spec.height, spec.width), "present": (1, len(config.modalities))}
+        binding = source.binding
+        if spec.per_frame:
+            raise EngineError(f"TensorRT builds {source.path} for one run size: its input {binding.input.name!r} is "
+                              f"dynamic, so set input.size in its card (or the size option)")
+        image = (1, 3, spec.height, spec.width) if binding.layout == "NCHW" else (1, spec.height, spec.width, 3)
+        return {binding.input.name: image, **{k: tuple(v.shape) for k, v in binding.extra.items()}}
 
     def _build(self, onnx: Path, out: Path) -> None:
         trt = self.trt
@@ -112,7 +152,7 @@ class TensorRTBackend(Backend):
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.options.workspace_mb << 20)
         profile = None
-        for i in range(network.num_inputs):  # dynamic dimensions (custom exports) get a fixed profile
+        for i in range(network.num_inputs):  # dynamic dimensions (users' networks): a profile at the run size
             tensor = network.get_input(i)
             if any(d < 0 for d in tuple(tensor.shape)):
                 profile = profile or builder.create_optimization_profile()
@@ -129,19 +169,32 @@ class TensorRTBackend(Backend):
         write_atomically(self.timing_cache, memoryview(config.get_timing_cache().serialize()))
 
     def _load(self, path: Path) -> None:
-        engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
-        if engine is None:
-            raise EngineError(f"TensorRT {self.trt.__version__} cannot deserialize {path} (corrupt, or built by "
-                              f"another TensorRT version)")
-        self.engine = engine
+        self.runtime, self.engine, _ = load_plan(path)
 
     def run(self, x: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
         """Runs on torch's current stream. The outputs are this engine's buffers, overwritten by the next run."""
-        for name, tensor in zip(INPUT_NAMES, (x, present)):
+        outputs = self.infer(dict(zip(INPUT_NAMES, (x, present))))
+        return {name: outputs[name] for name in OUTPUT_NAMES}
+
+    def infer(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Any engine's inputs by name → its outputs, on torch's current stream (the outputs are this
+        engine's buffers, overwritten by the next run)."""
+        device = self.torch_device()
+        for name, tensor in feeds.items():
+            if name in self.dynamic and not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise EngineError(f"{self.plan}: input {name!r} of shape {tuple(tensor.shape)} is outside the "
+                                  f"engine's optimisation profile")
             self.context.set_tensor_address(name, tensor.data_ptr())
-        if not self.context.execute_async_v3(torch.cuda.current_stream(x.device).cuda_stream):
+        for name, dtype in self.output_types.items():
+            shape = tuple(self.context.get_tensor_shape(name))
+            buffer = self.buffers.get(name)
+            if buffer is None or tuple(buffer.shape) != shape:
+                buffer = self.buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+            self.context.set_tensor_address(name, buffer.data_ptr())
+        stream = torch.cuda.current_stream(device).cuda_stream
+        if not self.context.execute_async_v3(stream):
             raise EngineError(f"TensorRT failed to run {self.plan}; its log above says why")
-        return {name: self.outputs[name] for name in OUTPUT_NAMES}
+        return dict(self.buffers)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "plan": str(self.plan), "tensorrt": self.trt.__version__,
