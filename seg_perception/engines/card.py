@@ -366,10 +366,11 @@ def _input_layout(layout: str | None, image: TensorInfo, where: str) -> str:
                             f"NCHW or NHWC")
         return "NCHW" if nchw else "NHWC"
     channels = image.shape[1] if layout == "NCHW" else image.shape[3]
-    if channels is not None and channels != 3:
-        other = "NHWC" if layout == "NCHW" else "NCHW"
-        hint = f" — it looks {other}: set input.layout: {other}" if (nhwc if other == "NHWC" else nchw) else ""
-        raise CardError(f"{where}: input layout {layout} gives {image.describe()} {channels} channels, not 3{hint}")
+    other, looks_other = ("NHWC", nhwc) if layout == "NCHW" else ("NCHW", nchw)
+    if (channels is not None and channels != 3) or (channels is None and looks_other):
+        hint = f" — it looks {other}: set input.layout: {other}" if looks_other else ""
+        raise CardError(f"{where}: input layout {layout} does not fit {image.describe()}: its channel dimension "
+                        f"would be {channels or '?'}, not 3{hint}")
     return layout
 
 
