@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seg_perception import __version__
 from seg_perception.cli_engines import SUBCOMMANDS as ENGINE_SUBCOMMANDS
+from seg_perception.cli_evaluate import SUBCOMMANDS as EVALUATE_SUBCOMMANDS
 from seg_perception.cli_replay import SUBCOMMANDS as REPLAY_SUBCOMMANDS
 
 
@@ -178,7 +179,7 @@ def _train(config: object) -> int:
 
 # Each adds its subparser, whose `run` default takes the parsed arguments and returns the exit status.
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_simulate, _add_train, _add_distill, *ENGINE_SUBCOMMANDS, *REPLAY_SUBCOMMANDS)
+    _add_simulate, _add_train, _add_distill, *ENGINE_SUBCOMMANDS, *REPLAY_SUBCOMMANDS, *EVALUATE_SUBCOMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
