@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from seg_perception.labels import load_label_set
@@ -150,3 +151,35 @@ def test_explicit_sizes_must_keep_the_aspect_ratio_unless_stretched(tmp_path):
     with pytest.raises(FolderDatasetError, match=r"label set of .* is not known.*--label-set"):
         resolve(TrainConfig(out=tmp_path, data=str(root)))
     assert resolve(TrainConfig(out=tmp_path))[0].image_size == (320, 180)  # the synthetic world renders any size
+
+
+def test_cached_samples_are_read_from_memory_after_the_first_read(tmp_path):
+    root = _camvid(tmp_path, splits=("train",), stems=("a", "b", "c", "d"))
+    plain = FolderDataset(root, "train", size=(12, 9), label_set="camvid11", flip=True, seed=1)
+    cached = FolderDataset(root, "train", size=(12, 9), label_set="camvid11", flip=True, seed=1, cache=True)
+    expected = {}
+    for epoch in (0, 1):  # flips differ between epochs
+        plain.set_epoch(epoch)
+        expected[epoch] = [plain[i] for i in range(len(plain))]
+    assert [cached[i]["rgb"].shape for i in range(len(cached))] == [(3, 9, 12)] * 4
+    for folder in ("train", "trainannot"):  # gone from disk: later reads must come from memory
+        for path in (root / folder).iterdir():
+            path.unlink()
+    for epoch in (0, 1):
+        cached.set_epoch(epoch)
+        for i, sample in enumerate(expected[epoch]):
+            assert all(torch.equal(cached[i][k], sample[k]) for k in ("rgb", "labels"))
+    with pytest.raises(FolderDatasetError, match="cannot read image"):
+        plain[0]
+
+
+def test_train_command_errors_are_one_line(tmp_path, capsys):
+    from seg_perception.cli import main
+
+    root = _camvid(tmp_path / "camvid")
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: the label set of") and "--label-set" in error and error.count("\n") == 1
+    assert main(["train", "--data", str(root), "--label-set", "camvid11", "--size", "64", "36",
+                 "--out", str(tmp_path / "run")]) == 1
+    assert "would stretch the 24x18 frames" in capsys.readouterr().err

@@ -141,6 +141,9 @@ class FolderDataset(Dataset):
         flip: random horizontal flips (augmentation).
         seed: seed of the flips.
         thermal_scale: thermal counts per kelvin.
+        cache: keep each sample's resized frame (uint8) and label ids in memory after its first read, so
+            that later epochs decode nothing (in the process that reads it: the trainer's, with no
+            loader workers).
 
     Raises:
         FolderDatasetError: missing folders, unmatched files, no samples, a bad option, label map or
@@ -150,7 +153,7 @@ class FolderDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: str, label_map: LabelMap | str | os.PathLike | None = None,
                  size: tuple[int, int] | None = None, layout: str = "auto", *,
                  label_set: LabelSet | str | os.PathLike | None = None, flip: bool = False, seed: int = 0,
-                 thermal_scale: float = 100.0) -> None:
+                 thermal_scale: float = 100.0, cache: bool = False) -> None:
         self.root = Path(root)
         self.split = split
         if size is not None and (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
@@ -166,6 +169,8 @@ class FolderDataset(Dataset):
             else load_label_map(label_map)
         self._label_set = _label_set(label_set if label_set is not None else files.label_set, self.label_map)
         self._checked: set[int] = set()
+        self.cache = cache
+        self._cached: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self.flip = flip
         self.seed = seed
         self.epoch = 0
@@ -227,12 +232,9 @@ class FolderDataset(Dataset):
         return self.label_map.apply(labels) if self.label_map is not None else labels.astype(np.int64)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        rgb, labels = self.read(index)
+        rgb, labels, thermal = self._resized(index)
         paths = self.samples[index]
-        width, height = self.size or (rgb.shape[1], rgb.shape[0])
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        labels = self.map_labels(cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST))
-        thermal = self._thermal(paths.thermal, width, height) if paths.thermal is not None else None
+        labels = self.map_labels(labels)
         if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
             rgb, labels = rgb[:, ::-1], labels[:, ::-1]
             thermal = thermal[:, ::-1] if thermal is not None else None
@@ -244,6 +246,20 @@ class FolderDataset(Dataset):
             sample["thermal"] = torch.from_numpy(np.ascontiguousarray(thermal)[None])
         sample.update(index=index, path=str(paths.image), label_path=str(paths.label))
         return sample
+
+    def _resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """RGB uint8, raw label ids and thermal at the output size (from memory when cached)."""
+        if index in self._cached:
+            return self._cached[index]
+        rgb, labels = self.read(index)
+        paths = self.samples[index]
+        width, height = self.size or (rgb.shape[1], rgb.shape[0])
+        resized = (cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA),
+                   cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
+                   self._thermal(paths.thermal, width, height) if paths.thermal is not None else None)
+        if self.cache:
+            self._cached[index] = resized
+        return resized
 
     def _check_ids(self, labels: np.ndarray, path: Path) -> None:
         """Raw ids must be classes of the label set or its ignore id (a label map makes every id valid)."""

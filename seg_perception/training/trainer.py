@@ -114,8 +114,9 @@ def _datasets(config: TrainConfig, label_set: LabelSet) -> tuple[Any, Any]:
     from .folders import FolderDataset, load_label_map
 
     label_map = load_label_map(config.label_map) if config.label_map else None
-    return (FolderDataset(config.data, "train", label_map, config.image_size, label_set=label_set, flip=True),
-            FolderDataset(config.data, "val", label_map, config.image_size, label_set=label_set))
+    return (FolderDataset(config.data, "train", label_map, config.image_size, label_set=label_set, flip=True,
+                          cache=True),
+            FolderDataset(config.data, "val", label_map, config.image_size, label_set=label_set, cache=True))
 
 
 def _epoch_order(dataset: Any, seed: int, epoch: int) -> np.ndarray:
