@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seg_perception import __version__
 from seg_perception.cli_engines import SUBCOMMANDS as ENGINE_SUBCOMMANDS
+from seg_perception.cli_evaluate import SUBCOMMANDS as EVALUATE_SUBCOMMANDS
 from seg_perception.cli_replay import SUBCOMMANDS as REPLAY_SUBCOMMANDS
 
 
@@ -104,14 +105,20 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modalities", nargs="+", default=["rgb"], choices=("rgb", "thermal", "events"),
                         help="inputs the model takes (default: rgb)")
     parser.add_argument("--data", default="sim",
-                        help="'sim' (the synthetic world) or the root of an image/label folder dataset "
-                             "(Cityscapes layout or <split>/images + <split>/labels)")
-    parser.add_argument("--label-set", default="sim_offroad", help="label set name or YAML (default: sim_offroad)")
+                        help="'sim' (the synthetic world), the root of an image/label folder dataset (Cityscapes, "
+                             "<split>/images + <split>/labels, or SegNet/CamVid <split>/ + <split>annot/) or a "
+                             "dataset YAML (docs/datasets.md)")
+    parser.add_argument("--label-set", default=None,
+                        help="label set name or YAML (default: sim_offroad on sim; on folders the label map's target "
+                             "or the dataset YAML's)")
     parser.add_argument("--label-map", default=None, help="folder datasets: label mapping YAML (name or path)")
     parser.add_argument("--samples", type=_int_at_least(1), default=1600, help="sim: training samples (default: 1600)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="sim: cache rendered samples here")
-    parser.add_argument("--size", type=_int_at_least(16), nargs=2, default=[320, 180], metavar=("W", "H"),
-                        help="training image size (default: 320 180)")
+    parser.add_argument("--size", type=_int_at_least(16), nargs=2, default=None, metavar=("W", "H"),
+                        help="training image size (default: 320 180 on sim; on folders 320 wide with the frames' "
+                             "aspect ratio, the height a multiple of 16, e.g. 320 240 for 4:3)")
+    parser.add_argument("--stretch", action="store_true",
+                        help="folders: allow a --size of another aspect ratio than the frames' (they are stretched)")
     parser.add_argument("--epochs", type=_int_at_least(1), default=20)
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget: stop when spent (compare methods at equal training time)")
@@ -132,7 +139,8 @@ def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | N
         torch.set_num_threads(args.threads)
     return TrainConfig(out=args.out, architecture=architecture, modalities=tuple(args.modalities),
                        label_set=args.label_set, data=args.data, label_map=args.label_map,
-                       train_samples=args.samples, cache_dir=args.cache_dir, image_size=tuple(args.size),
+                       train_samples=args.samples, cache_dir=args.cache_dir,
+                       image_size=tuple(args.size) if args.size else None, stretch=args.stretch,
                        epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                        teacher=teacher, seed=args.seed, workers=args.workers, resume=args.resume)
 
@@ -156,9 +164,14 @@ def _add_distill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _train(config: object) -> int:
-    from seg_perception.training import train
+    from seg_perception.labels import LabelSetError
+    from seg_perception.training import FolderDatasetError, train
 
-    summary = train(config)  # type: ignore[arg-type]
+    try:
+        summary = train(config)  # type: ignore[arg-type]
+    except (FolderDatasetError, LabelSetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"best val mIoU {summary['best_val_miou'] * 100:.1f} after {summary['steps']} steps "
           f"({summary['elapsed_s'] / 60:.1f} min); checkpoints in {config.out}")  # type: ignore[attr-defined]
     return 0
@@ -166,7 +179,7 @@ def _train(config: object) -> int:
 
 # Each adds its subparser, whose `run` default takes the parsed arguments and returns the exit status.
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_simulate, _add_train, _add_distill, *ENGINE_SUBCOMMANDS, *REPLAY_SUBCOMMANDS)
+    _add_simulate, _add_train, _add_distill, *ENGINE_SUBCOMMANDS, *REPLAY_SUBCOMMANDS, *EVALUATE_SUBCOMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Training samples from image and label folders (Cityscapes layout or images/ + labels/), with label maps."""
+"""Training samples from image and label folders in the layouts users have (see `layouts`), with label maps
+and label ids checked against the label set."""
 from __future__ import annotations
 
 import os
@@ -9,46 +10,21 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import Dataset
 
-from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
-from seg_perception.labels import LabelSet
 from seg_perception.io.encoding import encode_thermal
+from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
+from seg_perception.labels import LabelSet, LabelSetError, load_label_set
 
-LAYOUTS = ("auto", "cityscapes", "generic")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-CITYSCAPES_IMAGE = "_leftImg8bit.png"
-CITYSCAPES_LABEL = "_gtFine_labelIds.png"
-# How many offending file names an error message lists before it says "and N more".
-SHOWN = 5
-
-
-class FolderDatasetError(ValueError):
-    """A dataset folder, label image or label map that cannot be used, and why."""
-
-
-@dataclass(frozen=True)
-class SamplePaths:
-    """The files of one sample."""
-
-    image: Path
-    label: Path
-    thermal: Path | None = None
+from .layouts import FolderDatasetError, find_split
 
 
 class FolderDataset(Dataset):
     """Aligned training samples from image and label folders, in the format of `SimDataset`.
 
-    Layouts (`layout`):
-
-    - "cityscapes": `<root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png` with
-      `<root>/gtFine/<split>/<city>/<name>_gtFine_labelIds.png`;
-    - "generic": `<root>/<split>/images/*.{png,jpg,jpeg}` with `<root>/<split>/labels/*.png`, paired
-      by file stem, and optionally `<root>/<split>/thermal/*.png` (16-bit) paired the same way;
-    - "auto": "cityscapes" when `<root>/leftImg8bit` exists, else "generic".
-
-    Every image must have a label (and a thermal image, when the thermal folder exists) and every
-    label an image; otherwise construction fails and names the unmatched files.
+    The layout (Cityscapes, generic, SegNet/CamVid or a dataset YAML) is detected unless `layout`
+    names one; see `seg_perception.training.layouts`.
 
     Each sample is a dict:
 
@@ -62,47 +38,57 @@ class FolderDataset(Dataset):
       that are registered to the RGB image (same field of view; any resolution);
     - metadata: "index", "path" (the image), "label_path".
 
+    Without a label map, the ids of each label image are checked against the label set the first
+    time it is read: an id that is neither a class nor the ignore id is an error.
+
     Samples are deterministic: with `flip`, sample `index` is mirrored (all modalities together)
     when a draw from the random stream (seed, epoch, index) says so; `set_epoch` changes the draw.
 
     Args:
-        root: dataset folder.
-        split: split folder name ("train", "val", …).
-        label_map: a LabelMap, the name of one in config/label_maps, a path to one, or None.
+        root: dataset folder, or dataset YAML file.
+        split: split name ("train", "val", …).
+        label_map: a LabelMap, the name of one in config/label_maps, a path to one, or None (the
+            dataset YAML's, if it names one).
         size: output (width, height); None keeps each image's size.
-        layout: "auto", "cityscapes" or "generic".
+        layout: "auto", "cityscapes", "generic", "segnet" or "yaml".
+        label_set: what the (mapped) label ids are: a LabelSet, a name or a path; default the label
+            map's target, else the dataset YAML's, else None (raw ids, unchecked).
         flip: random horizontal flips (augmentation).
         seed: seed of the flips.
         thermal_scale: thermal counts per kelvin.
+        cache: keep each sample's resized frame (uint8) and label ids in memory after its first read, so
+            that later epochs decode nothing (in the process that reads it: the trainer's, with no
+            loader workers).
 
     Raises:
-        FolderDatasetError: missing folders, unmatched files, no samples, a bad option or label map.
+        FolderDatasetError: missing folders, unmatched files, no samples, a bad option, label map or
+            label set, or a label map whose target is not `label_set`.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, label_map: LabelMap | str | os.PathLike | None = None,
-                 size: tuple[int, int] | None = (320, 180), layout: str = "auto", *, flip: bool = False,
-                 seed: int = 0, thermal_scale: float = 100.0) -> None:
+                 size: tuple[int, int] | None = None, layout: str = "auto", *,
+                 label_set: LabelSet | str | os.PathLike | None = None, flip: bool = False, seed: int = 0,
+                 thermal_scale: float = 100.0, cache: bool = False) -> None:
         self.root = Path(root)
         self.split = split
-        if layout not in LAYOUTS:
-            raise FolderDatasetError(f"layout {layout!r} is not supported; supported: {', '.join(LAYOUTS)}")
         if size is not None and (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                                        for v in size)):
             raise FolderDatasetError(f"size must be (width, height) of positive integers or None, got {size!r}")
         if not thermal_scale > 0:
             raise FolderDatasetError(f"thermal_scale must be > 0 (counts per kelvin), got {thermal_scale!r}")
-        if not self.root.is_dir():
-            raise FolderDatasetError(f"dataset root {self.root} is not a folder")
+        files = find_split(self.root, split, layout)
+        self.layout, self.samples = files.layout, files.samples
         self.size = tuple(size) if size is not None else None
+        label_map = label_map if label_map is not None else files.label_map
         try:
             self.label_map = label_map if isinstance(label_map, LabelMap) or label_map is None \
                 else load_label_map(label_map)
         except LabelMapError as exc:
             raise FolderDatasetError(str(exc)) from None
-        self.layout = layout if layout != "auto" else ("cityscapes" if (self.root / "leftImg8bit").is_dir()
-                                                       else "generic")
-        self.samples = _cityscapes_pairs(self.root, split) if self.layout == "cityscapes" \
-            else _generic_pairs(self.root, split)
+        self._label_set = _label_set(label_set if label_set is not None else files.label_set, self.label_map)
+        self._checked: set[int] = set()
+        self.cache = cache
+        self._cached: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self.flip = flip
         self.seed = seed
         self.epoch = 0
@@ -110,12 +96,21 @@ class FolderDataset(Dataset):
 
     @property
     def label_set(self) -> LabelSet | None:
-        """The label set of the produced labels (that of the label map), or None for raw ids."""
-        return self.label_map.label_set if self.label_map is not None else None
+        """The label set of the produced labels, or None for raw, unchecked ids."""
+        return self._label_set
 
     @property
     def has_thermal(self) -> bool:
         return self.samples[0].thermal is not None
+
+    def source_size(self) -> tuple[int, int]:
+        """(width, height) of the split's first image, as stored.
+
+        Raises:
+            FolderDatasetError: the image cannot be read.
+        """
+        height, width = _read(self.samples[0].image, cv2.IMREAD_COLOR, "image").shape[:2]
+        return width, height
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new flips for `epoch` (deterministic per (seed, epoch, index))."""
@@ -124,7 +119,15 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample `index` as stored: RGB uint8 (H, W, 3) and raw label ids (H, W) uint8 or uint16 (ids checked
+        on the first read, see the class).
+
+        Raises:
+            IndexError: no such sample.
+            FolderDatasetError: an unreadable image, a label image that is not single-channel 8- or
+                16-bit ids, of another size than its image, or holding ids outside the label set.
+        """
         if not 0 <= index < len(self):
             raise IndexError(f"sample index {index} is out of range for a split of {len(self)} samples")
         paths = self.samples[index]
@@ -137,11 +140,19 @@ class FolderDataset(Dataset):
         if labels.shape != rgb.shape[:2]:
             raise FolderDatasetError(f"label image {paths.label} is {labels.shape[1]}x{labels.shape[0]} but image "
                                      f"{paths.image} is {rgb.shape[1]}x{rgb.shape[0]}")
-        width, height = self.size or (rgb.shape[1], rgb.shape[0])
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
-        labels = self.label_map.apply(labels) if self.label_map is not None else labels.astype(np.int64)
-        thermal = self._thermal(paths.thermal, width, height) if paths.thermal is not None else None
+        if index not in self._checked:
+            self._check_ids(labels, paths.label)
+            self._checked.add(index)
+        return rgb, labels
+
+    def map_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Raw label ids (uint8 or uint16) → int64 ids of the label set (through the label map, if any)."""
+        return self.label_map.apply(labels) if self.label_map is not None else labels.astype(np.int64)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rgb, labels, thermal = self._resized(index)
+        paths = self.samples[index]
+        labels = self.map_labels(labels)
         if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
             rgb, labels = rgb[:, ::-1], labels[:, ::-1]
             thermal = thermal[:, ::-1] if thermal is not None else None
@@ -154,6 +165,33 @@ class FolderDataset(Dataset):
         sample.update(index=index, path=str(paths.image), label_path=str(paths.label))
         return sample
 
+    def _resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """RGB uint8, raw label ids and thermal at the output size (from memory when cached)."""
+        if index in self._cached:
+            return self._cached[index]
+        rgb, labels = self.read(index)
+        paths = self.samples[index]
+        width, height = self.size or (rgb.shape[1], rgb.shape[0])
+        resized = (cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA),
+                   cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
+                   self._thermal(paths.thermal, width, height) if paths.thermal is not None else None)
+        if self.cache:
+            self._cached[index] = resized
+        return resized
+
+    def _check_ids(self, labels: np.ndarray, path: Path) -> None:
+        """Raw ids must be classes of the label set or its ignore id (a label map makes every id valid)."""
+        if self._label_set is None or self.label_map is not None:
+            return
+        accepted = {c.id for c in self._label_set.classes} | {self._label_set.ignore_id}
+        found = np.flatnonzero(np.bincount(labels.ravel(), minlength=1)).tolist()
+        if not set(found) <= accepted:
+            raise FolderDatasetError(
+                f"label image {path} holds ids {found}, of which {sorted(set(found) - accepted)} are not in label set "
+                f"{self._label_set.name!r} (accepted: classes {_ranges(accepted - {self._label_set.ignore_id})} and "
+                f"ignore {self._label_set.ignore_id}); choose the label set of the data or map its ids with a label "
+                f"map")
+
     def _thermal(self, path: Path, width: int, height: int) -> np.ndarray:
         counts = _read(path, cv2.IMREAD_UNCHANGED, "thermal image")
         if counts.ndim != 2 or counts.dtype != np.uint16:
@@ -163,71 +201,33 @@ class FolderDataset(Dataset):
         return encode_thermal(counts, self.thermal_scale)
 
 
+def _label_set(given: LabelSet | str | os.PathLike | None, label_map: LabelMap | None) -> LabelSet | None:
+    """The dataset's label set: `given` (which a label map must target), else the label map's target."""
+    if given is None:
+        return label_map.label_set if label_map is not None else None
+    try:
+        label_set = given if isinstance(given, LabelSet) else load_label_set(given)
+    except (LabelSetError, OSError, yaml.YAMLError) as exc:
+        raise FolderDatasetError(f"label set {str(given)!r}: {exc}") from None
+    if label_map is not None and label_map.label_set != label_set:
+        raise FolderDatasetError(f"label map {label_map.name!r} maps onto label set {label_map.label_set.name!r}, "
+                                 f"not {label_set.name!r}; use a map onto {label_set.name!r} or that label set")
+    return label_set
+
+
+def _ranges(ids: set[int]) -> str:
+    """Sorted ids with runs written as ranges: {0, 1, 2, 5} → "0-2, 5"."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _read(path: Path, flags: int, what: str) -> np.ndarray:
     image = cv2.imread(str(path), flags)
     if image is None:
         raise FolderDatasetError(f"cannot read {what} {path} (missing, not an image, or corrupt)")
     return image
-
-
-def _require_folder(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise FolderDatasetError(f"missing {what} folder {path}")
-
-
-def _listing(paths: list[Path], root: Path) -> str:
-    names = sorted(str(p.relative_to(root)) for p in paths)
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more
-
-
-def _cityscapes_pairs(root: Path, split: str) -> list[SamplePaths]:
-    images_dir, labels_dir = root / "leftImg8bit" / split, root / "gtFine" / split
-    _require_folder(images_dir, "Cityscapes image")
-    _require_folder(labels_dir, "Cityscapes label")
-    images = {p.relative_to(images_dir).as_posix()[:-len(CITYSCAPES_IMAGE)]: p
-              for p in images_dir.glob(f"*/*{CITYSCAPES_IMAGE}")}
-    labels = {p.relative_to(labels_dir).as_posix()[:-len(CITYSCAPES_LABEL)]: p
-              for p in labels_dir.glob(f"*/*{CITYSCAPES_LABEL}")}
-    _check_matched(root, images, labels, f"*{CITYSCAPES_LABEL} label", f"*{CITYSCAPES_IMAGE} image")
-    return [SamplePaths(images[key], labels[key]) for key in sorted(images)]
-
-
-def _generic_pairs(root: Path, split: str) -> list[SamplePaths]:
-    base = root / split
-    if not base.is_dir() or not (base / "images").is_dir():
-        raise FolderDatasetError(f"no dataset layout found under {root} for split {split!r}: expected "
-                                 f"{root / 'leftImg8bit' / split} (Cityscapes) or {base / 'images'} with "
-                                 f"{base / 'labels'} (generic)")
-    _require_folder(base / "labels", "label")
-    images = _by_stem(base / "images", IMAGE_SUFFIXES)
-    labels = _by_stem(base / "labels", (".png",))
-    _check_matched(root, images, labels, "label", "image")
-    thermal = None
-    if (base / "thermal").is_dir():
-        thermal = _by_stem(base / "thermal", (".png",))
-        _check_matched(root, images, thermal, "thermal image", "image")
-    return [SamplePaths(images[stem], labels[stem], thermal[stem] if thermal is not None else None)
-            for stem in sorted(images)]
-
-
-def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes:
-            if path.stem in found:
-                raise FolderDatasetError(f"{found[path.stem]} and {path} share the stem {path.stem!r}; "
-                                         f"keep one file per sample")
-            found[path.stem] = path
-    return found
-
-
-def _check_matched(root: Path, images: dict[str, Path], others: dict[str, Path], other: str, image: str) -> None:
-    if not images:
-        raise FolderDatasetError(f"no images found under {root} (expected {image} files)")
-    lonely = [images[k] for k in images.keys() - others.keys()]
-    if lonely:
-        raise FolderDatasetError(f"{len(lonely)} images have no {other}: {_listing(lonely, root)}")
-    orphans = [others[k] for k in others.keys() - images.keys()]
-    if orphans:
-        raise FolderDatasetError(f"{len(orphans)} {other} files have no {image}: {_listing(orphans, root)}")

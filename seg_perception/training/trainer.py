@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from seg_perception.labels import load_label_set
+from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models import (
     ModelConfig,
     build_model,
@@ -41,12 +41,13 @@ class TrainConfig:
     out: Path
     architecture: str = "student"
     modalities: tuple[str, ...] = ("rgb",)
-    label_set: str = "sim_offroad"
-    data: str = "sim"                      # "sim", or the root of an image/label folder dataset
+    label_set: str | None = None           # None: sim_offroad on "sim"; the label map's or dataset YAML's on folders
+    data: str = "sim"                      # "sim", or the root (or dataset YAML) of an image/label folder dataset
     label_map: str | None = None           # folder datasets: label mapping YAML (name or path)
     train_samples: int = 1600
     val_samples: int = 128
-    image_size: tuple[int, int] = (320, 180)  # sim: (width, height) rendered; folders: resized to
+    image_size: tuple[int, int] | None = None  # sim: (width, height) rendered (None: 320x180); folders: resized
+    stretch: bool = False                  # folders: allow an image_size of another aspect ratio than the frames'
     cache_dir: Path | None = None          # sim: rendered samples are cached here
     epochs: int = 20
     minutes: float | None = None           # wall-clock budget; training stops when it is spent
@@ -68,7 +69,38 @@ class TrainConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def _datasets(config: TrainConfig) -> tuple[Any, Any]:
+SIM_SIZE = (320, 180)
+SIM_LABEL_SET = "sim_offroad"
+
+
+def resolve(config: TrainConfig) -> tuple[TrainConfig, LabelSet]:
+    """The config with its image size and label set filled in, and that label set.
+
+    Folder datasets: the size keeps the frames' aspect ratio (`sizes.derived_size` of the first
+    training frame) unless given; a given size must keep it unless `stretch`. The label set is the
+    given one, else the label map's target, else the dataset YAML's.
+
+    Raises:
+        FolderDatasetError: a size that stretches the frames, no label set known, or a bad dataset.
+    """
+    if config.data == "sim":
+        return (replace(config, image_size=tuple(config.image_size or SIM_SIZE), label_set=config.label_set or
+                        SIM_LABEL_SET), load_label_set(config.label_set or SIM_LABEL_SET))
+    from .folders import FolderDataset, FolderDatasetError
+    from .sizes import check_aspect, derived_size
+
+    train_set = FolderDataset(config.data, "train", config.label_map, label_set=config.label_set)
+    if train_set.label_set is None:
+        raise FolderDatasetError(f"the label set of {config.data} is not known: name it (--label-set, e.g. camvid11), "
+                                 f"give a label map onto one (--label-map) or declare it in a dataset YAML")
+    source = train_set.source_size()
+    size = tuple(config.image_size) if config.image_size else derived_size(source)
+    if config.image_size and not config.stretch:
+        check_aspect(size, source)
+    return replace(config, image_size=size, label_set=config.label_set or train_set.label_set.name), train_set.label_set
+
+
+def _datasets(config: TrainConfig, label_set: LabelSet) -> tuple[Any, Any]:
     if config.data == "sim":
         # Every modality is rendered whatever the model takes, so that all models see the same
         # samples and share one cache.
@@ -84,8 +116,9 @@ def _datasets(config: TrainConfig) -> tuple[Any, Any]:
     from .folders import FolderDataset
 
     label_map = load_label_map(config.label_map) if config.label_map else None
-    return (FolderDataset(config.data, "train", label_map=label_map, size=config.image_size, flip=True),
-            FolderDataset(config.data, "val", label_map=label_map, size=config.image_size))
+    return (FolderDataset(config.data, "train", label_map, config.image_size, label_set=label_set, flip=True,
+                          cache=True),
+            FolderDataset(config.data, "val", label_map, config.image_size, label_set=label_set, cache=True))
 
 
 def _epoch_order(dataset: Any, seed: int, epoch: int) -> np.ndarray:
@@ -112,14 +145,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary also written to `out/summary.json`."""
     rank, world = _distributed()
     torch.manual_seed(config.seed)
+    config, label_set = resolve(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    label_set = load_label_set(config.label_set)
     factory = student_config if config.architecture == "student" else teacher_config
     model_config: ModelConfig = factory(label_set.num_classes, tuple(config.modalities), **config.model_overrides)
     model = build_model(model_config)
     teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
-    train_set, val_set = _datasets(config)
+    train_set, val_set = _datasets(config, label_set)
     # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
     # outputs are computed once and read back: distillation then costs about what plain training does.
     cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
