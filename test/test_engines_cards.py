@@ -3,6 +3,7 @@ by Segmenter, replay and segmentation_node and compared with an independent onnx
 computation; card refusals; class maps at run time and in scoring."""
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def build(tmp_path: Path, name: str, *, card_beside: bool = True) -> tuple[Path,
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), input_names=[spec["input"]], output_names=[spec["output"]],
                           dynamic_axes=spec["dynamic"], opset_version=17, dynamo=False)
-    card = {"label_set": _labels(spec["classes"], f"{name}_classes"), **spec["card"]}
+    card = {"label_set": _labels(spec["classes"], f"{name}_classes"), **copy.deepcopy(spec["card"])}
     if card_beside:
         path.with_suffix(".yaml").write_text(yaml.safe_dump(card))
     return path, card
@@ -97,9 +98,9 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.einsum("yh,hwc,xw->yxc", rows, image.astype(np.float64), cols)
 
 
-def reference(path: Path, card: dict, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels and confidence at the frame's size: resize (by the card's policy), normalise, run with
-    onnxruntime, argmax, map each frame pixel's centre back into the output."""
+def reference(path: Path, card: dict, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Labels, confidence and the top-2 logit margin at the frame's size: resize (by the card's policy),
+    normalise, run with onnxruntime, argmax, map each frame pixel's centre back into the output."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -131,12 +132,14 @@ def reference(path: Path, card: dict, frame: np.ndarray) -> tuple[np.ndarray, np
     tensor = tensor[None] if nhwc else tensor.transpose(2, 0, 1)[None]
     out = session.run(None, {feed.name: np.ascontiguousarray(tensor)})[0]
     if out.dtype.kind in "iu":
-        labels, confidence = out.reshape(out.shape[-2:]), None
+        labels, confidence, margin = out.reshape(out.shape[-2:]), None, None
     else:
         logits = out[0].astype(np.float64)
         labels = logits.argmax(0)
         p = np.exp(logits - logits.max(0))
         confidence = (p.max(0) / p.sum(0)).astype(np.float32)
+        top2 = np.sort(logits, axis=0)[-2:]
+        margin = top2[1] - top2[0]
     out_h, out_w = labels.shape
     u = x0 + (np.arange(src_w) + 0.5) * w / src_w
     v = y0 + (np.arange(src_h) + 0.5) * h / src_h
@@ -145,7 +148,8 @@ def reference(path: Path, card: dict, frame: np.ndarray) -> tuple[np.ndarray, np
     inside = ((v >= 0) & (v < height))[:, None] & ((u >= 0) & (u < width))[None, :]
     result = np.where(inside, labels[np.ix_(rows, cols)], 255)
     conf = None if confidence is None else np.where(inside, confidence[np.ix_(rows, cols)], 0.0)
-    return result, conf
+    gap = None if margin is None else np.where(inside, margin[np.ix_(rows, cols)], np.inf)
+    return result, conf, gap
 
 
 def frames_for(seed: int = 0) -> list[np.ndarray]:
@@ -158,11 +162,15 @@ def frames_for(seed: int = 0) -> list[np.ndarray]:
 
 
 def assert_matches(labels: np.ndarray, confidence: np.ndarray | None, expected: tuple) -> None:
-    """Equal up to the few pixels where a one-level difference of a resized uint8 pixel flips a near tie
-    (a flipped 1/4-resolution output pixel is ~60 frame pixels)."""
-    want_labels, want_confidence = expected
+    """Equal wherever the decision is not a near tie (top-2 logit margin > 1), and on >= 97 % of all pixels:
+    the package resizes uint8 frames in fixed point, the reference in floats, and one level of
+    difference in a pixel can flip a near tie (a flipped 1/4-resolution output pixel covers many frame pixels)."""
+    want_labels, want_confidence, margin = expected
     assert labels.shape == want_labels.shape
-    assert (labels == want_labels).mean() >= 0.99, (labels != want_labels).sum()
+    assert (labels == want_labels).mean() >= 0.97, (labels != want_labels).sum()
+    if margin is not None:
+        decisive = margin > 1.0
+        assert (labels[decisive] == want_labels[decisive]).all() and decisive.mean() > 0.5
     if want_confidence is None:
         assert confidence is None
     else:
@@ -204,8 +212,8 @@ def test_a_dynamic_network_without_a_size_runs_each_frame_at_its_own_size(tmp_pa
     assert segmenter.spec.per_frame
     frame = frames_for()[0]  # 150x100 → 160x96 (multiples of 32)
     result = segmenter.segment(rgb=frame)
-    assert_matches(result.labels, result.confidence, reference(path, {**card, "input": {**card["input"],
-                                                                                         "size": [160, 96]}}, frame))
+    assert_matches(result.labels, result.confidence,
+                   reference(path, {**card, "input": {**card["input"], "size": [160, 96]}}, frame))
 
 
 def test_letterboxed_quarter_resolution_output_lands_where_the_frame_is(tmp_path):
@@ -340,10 +348,10 @@ def test_a_19_class_model_merged_to_7_publishes_and_scores_the_merged_classes(tm
     rng = np.random.default_rng(3)
     confusion = np.zeros((7, 7), np.int64)
     for frame in frames_for():
-        labels19, _ = reference(path, card, frame)
+        labels19 = reference(path, card, frame)[0]
         want = merge[labels19]
         got = segmenter.segment(rgb=frame).labels
-        assert (got == want).mean() >= 0.99
+        assert (got == want).mean() >= 0.97
         truth = rng.integers(0, 7, got.shape).astype(np.uint8)
         report.score_frame(got, truth)
         np.add.at(confusion, (truth.ravel(), got.ravel()), 1)
@@ -358,3 +366,56 @@ def test_an_unknown_class_map_id_lists_the_accepted_ones(tmp_path):
     with pytest.raises(EngineError, match=r"maps ids \[7\], which label set 'class_ids_classes' does not have; its "
                                           r"ids: \[0, 1, 2, 3\]"):
         Segmenter(path, backend="onnxruntime", class_map=str(bad))
+
+
+# --- replay --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    from seg_perception.sim import World
+    from seg_perception.sim.bag import write_bag
+
+    path = tmp_path_factory.mktemp("bags") / "drive"
+    write_bag(path, World(110_000, "day"), 2, lidar=False, events=False)
+    return path
+
+
+def _images(mcap_dir: Path, topic: str) -> list[np.ndarray]:
+    """The images on `topic`, read with the mcap library and rosbags' CDR deserialiser."""
+    from mcap.reader import make_reader
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    (path,) = mcap_dir.glob("*.mcap")
+    images = []
+    with open(path, "rb") as stream:
+        for _, channel, message in make_reader(stream).iter_messages(topics=[topic]):
+            msg = store.deserialize_cdr(message.data, "sensor_msgs/msg/Image")
+            channels = {"rgb8": 3, "mono8": 1, "32FC1": 1}[msg.encoding]
+            dtype = np.float32 if msg.encoding == "32FC1" else np.uint8
+            images.append(np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels).squeeze(-1)
+                          if channels == 1 else np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, 3))
+    return images
+
+
+@pytest.mark.parametrize("name", sorted(CONVENTIONS))
+def test_replay_publishes_what_the_independent_computation_gives(tmp_path, drive, name):
+    from dataclasses import replace
+
+    from seg_perception.pipeline import PipelineConfig
+    from seg_perception.pipeline.replay import replay_bag
+
+    path, card = build(tmp_path, name)
+    config = PipelineConfig.load()
+    config = replace(config, model=str(path), backend="onnxruntime", mapping=replace(config.mapping, enabled=False))
+    report = replay_bag(drive, config, tmp_path / "out")
+    # The drive's ground truth is in the synthetic world's classes, not the model's: counted, not scored.
+    assert report.frames == 2 and report.frames_scored == 0
+    assert sum(n for reason, n in report.skipped.items() if reason.startswith("ground truth not scored")) == 2
+    frames = _images(drive, "/camera/image_raw")
+    labels = _images(tmp_path / "out" / "drive", "/seg_perception/labels")
+    confidences = _images(tmp_path / "out" / "drive", "/seg_perception/confidence")
+    assert len(labels) == len(frames) == 2
+    assert len(confidences) == (0 if name == "class_ids" else 2)  # class ids carry no confidence
+    for i, frame in enumerate(frames):
+        assert_matches(labels[i], confidences[i] if confidences else None, reference(path, card, frame))

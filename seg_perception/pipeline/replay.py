@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from seg_perception.evaluation import EvaluationReport
+from seg_perception.evaluation import EvaluationError, EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, CameraModel, ConversionError,
                                TransformBuffer, camera_model_from_yaml, stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
@@ -276,9 +276,13 @@ class _Run:
                 self.report.count_skipped(f"label image: {_reason(exc)}")
         if truth is not None and self.gt_map is not None:
             truth = self.gt_map.apply(truth).astype(segmentation.labels.dtype)
+        record = None
         if truth is not None:
-            record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
-                                             stamp_ns=bundle.stamp_ns, index=index)
+            try:
+                record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
+                                                 stamp_ns=bundle.stamp_ns, index=index)
+            except EvaluationError as exc:  # ground truth of another size or id space: this frame is not scored
+                self.report.count_skipped(f"ground truth not scored: {_reason(exc)}")
             if record is not None:  # kept in memory while among the worst; those still there are written
                 worst = {r.index for r in self.report.worst_frames if r.bag == self.bag.name}
                 self.overlays = {i: image for i, image in self.overlays.items() if i in worst}
