@@ -61,9 +61,14 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The seg_perception document of an exported ONNX file.
 
     Raises:
-        EngineError: the file is missing, is not a readable ONNX model, or was not exported by seg_perception.
+        EngineError: the file is missing, is not a readable ONNX model, was not exported by seg_perception,
+            or its document is malformed (not JSON, a wrong format, a checkpoint document that
+            `check_document` refuses, or a spec that is not an EngineSpec).
     """
     import onnx
+
+    from seg_perception.models.checkpoint import check_document
+    from seg_perception.models.config import ModelError
 
     path = Path(path)
     if not path.is_file():
@@ -76,10 +81,22 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     if METADATA_KEY not in props:
         raise EngineError(f"{path} has no seg_perception metadata; export checkpoints with `seg-perception export` "
                           f"so the label set and input contract travel with the model")
-    document = json.loads(props[METADATA_KEY])
-    if document.get("format") != EXPORT_FORMAT:
-        raise EngineError(f"{path} has export format {document.get('format')!r}; this version reads {EXPORT_FORMAT!r}"
-                          f" — re-export it")
+    try:
+        document = json.loads(props[METADATA_KEY])
+    except ValueError as exc:
+        raise EngineError(f"{path}: its seg_perception metadata is not JSON ({exc}); re-export it") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise EngineError(f"{path} has export format {found!r}; this version reads {EXPORT_FORMAT!r} — re-export it")
+    try:
+        check_document(document.get("checkpoint"), f"{path} (checkpoint metadata)")
+    except ModelError as exc:
+        raise EngineError(f"{exc}; re-export it") from None
+    spec = document.get("spec")
+    try:
+        EngineSpec(**spec)
+    except TypeError as exc:
+        raise EngineError(f"{path}: its spec {spec!r} is not an engine spec ({exc}); re-export it") from None
     return document
 
 
