@@ -80,7 +80,9 @@ def test_config_defaults_overrides_and_errors(tmp_path):
 def test_threads_must_be_a_whole_number(tmp_path, threads):
     path = tmp_path / "c.yaml"
     path.write_text(f"threads: {threads!r}\n" if isinstance(threads, str) else f"threads: {threads}\n")
-    with pytest.raises(ConfigError, match=r"threads must be a whole number >= 0 \(0: automatic\)"):
+    # A wrong type is named by the file's type check, a negative count by the config itself.
+    with pytest.raises(ConfigError, match=r"threads (must be a whole number >= 0 \(0: automatic\)|is .*; accepted: a whole "
+                                          r"number)"):
         PipelineConfig.load(path)
 
 
@@ -96,3 +98,54 @@ def test_replay_segments_a_frame_per_core_share(monkeypatch, configured, cores, 
     config = PipelineConfig(threads=configured)
     assert inference_threads(config) == threads
     assert segment_workers(config, processes) == workers
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ({"mapping": {"enabled": "no"}}, r"mapping: enabled is 'no' \(str\); accepted: a boolean \(true/false\)"),
+    ({"mapping": {"enabled": 1}}, r"mapping: enabled is 1 \(int\); accepted: a boolean"),
+    ({"mapping": {"voxel_size": "0.2"}}, r"mapping: voxel_size is '0.2' \(str\); accepted: a finite number"),
+    ({"mapping": {"voxel_size": float("nan")}}, r"voxel_size is nan \(float\); accepted: a finite number"),
+    ({"mapping": {"radius": True}}, r"radius is True \(bool\); accepted: a finite number or null"),
+    ({"mapping": {"max_voxels": 2.5}}, r"max_voxels is 2.5 \(float\); accepted: a whole number"),
+    ({"mapping": {"colour": 1}}, r"mapping: unknown key\(s\) \['colour'\]; accepted: enabled, map_frame"),
+    ({"mapping": ["enabled"]}, r"mapping must be a mapping, not list"),
+    ({"model": 3}, r"model is 3 \(int\); accepted: a string"),
+    ({"wait_ms": "300"}, r"wait_ms is '300' \(str\); accepted: a finite number"),
+    ({"labels_dir": ["a"]}, r"labels_dir is \['a'\] \(list\); accepted: a string or null"),
+    ({"topics": {"rgb": 5}}, r"topics is \{'rgb': 5\} \(dict\); accepted: a mapping of names to a string or null"),
+    ({"slop_ms": {"lidar": "60"}}, r"slop_ms is .*accepted: a mapping of names to a finite number"),
+    ({"slop_ms": {"radar": 60}}, r"slop_ms: unknown key\(s\) \['radar'\]; accepted: camera_info"),
+    ({"static_transforms": {"parent": "a"}}, r"static_transforms is .*; accepted: a list of"),
+])
+def test_config_values_must_have_their_yaml_types(tmp_path, data, match):
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.from_dict(data)
+    path = tmp_path / "c.yaml"
+    path.write_text(__import__("yaml").safe_dump(data))
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.load(path)
+
+
+def test_config_accepts_yaml_typed_values():
+    config = PipelineConfig.from_dict({"mapping": {"enabled": False, "voxel_size": 1, "radius": None},
+                                       "wait_ms": 100, "topics": {"labels": None}})
+    assert config.mapping.enabled is False and config.mapping.voxel_size == 1 and config.topics["labels"] is None
+
+
+@pytest.mark.parametrize(("transform", "match"), [
+    ({"parent": 5, "child": "b"}, r"parent 5 and child 'b' must be strings"),
+    ({"parent": "a", "child": "b", "translation": ["1", 0, 0]}, r"translation must be 3 finite numbers"),
+    ({"parent": "a", "child": "b", "translation": [float("inf"), 0, 0]}, r"translation must be 3 finite numbers"),
+    ({"parent": "a", "child": "b", "rotation": [0, 0, 0, True]}, r"rotation 4 \(quaternion x, y, z, w\)"),
+    ({"child": "b"}, r"lacks 'parent'; give parent, child"),
+])
+def test_static_transforms_are_strictly_typed(transform, match):
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.from_dict({"static_transforms": [transform]})
+
+
+def test_config_file_that_is_not_text_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read pipeline configuration"):
+        PipelineConfig.load(path)
