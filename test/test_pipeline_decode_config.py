@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seg_perception.io import ConversionError, array_to_compressed, array_to_image, xyz_to_cloud
+from seg_perception.io import ConversionError, RosbagsFactory, array_to_compressed, array_to_image, xyz_to_cloud
 from seg_perception.pipeline.config import ConfigError, PipelineConfig
 from seg_perception.pipeline.decode import LidarSweep, MessageDecoder
 
@@ -149,3 +149,35 @@ def test_config_file_that_is_not_text_is_a_config_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="cannot read pipeline configuration"):
         PipelineConfig.load(path)
+
+
+def _cloud(layout, count=2, point_step=16, data=None):
+    factory = RosbagsFactory()
+    fields = [factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c) for n, o, d, c in layout]
+    return factory.make("sensor_msgs/msg/PointCloud2", height=1, width=count, fields=fields, point_step=point_step,
+                        row_step=count * point_step, data=np.zeros(count * point_step, np.uint8) if data is None else data)
+
+
+@pytest.mark.parametrize(("role", "msg", "match"), [
+    ("lidar", lambda: array_to_image(np.zeros((2, 2), np.uint8)), r"Image on the lidar topic lacks fields, point_step"),
+    ("rgb", lambda: _cloud([("x", 0, 7, 1)]), r"PointCloud2 on the rgb topic lacks encoding, step; sensor_msgs/Image expected"),
+    ("events", lambda: array_to_image(np.zeros((2, 2), np.uint8)), r"Image on the events topic lacks events"),
+    ("lidar", lambda: _cloud([("x", 0, 7, 2), ("y", 8, 7, 1), ("z", 12, 7, 1)]),
+     r"a lidar sweep needs one value per point in field\(s\) \['x'\]"),
+    ("lidar", lambda: _cloud([("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("t", 12, 7, 1)],
+                             data=np.frombuffer(np.full(8, np.nan, np.float32).tobytes(), np.uint8)),
+     r"lidar 't' field holds non-finite or huge values"),
+    ("lidar_labels", lambda: _cloud([("label", 0, 4, 3)]), r"lidar_labels needs one value per point"),
+    ("rgb", lambda: array_to_compressed(np.zeros((4, 4), np.uint8), "png"),
+     r"rgb compressed image decodes to uint8 \(4, 4\); an 8-bit colour"),
+])
+def test_messages_unfit_for_their_role_are_conversion_errors(role, msg, match):
+    with pytest.raises(ConversionError, match=match):
+        MessageDecoder().decode(role, msg())
+
+
+def test_decoder_refuses_images_beyond_its_pixel_limit():
+    image = array_to_image(np.zeros((40, 50, 3), np.uint8))
+    assert MessageDecoder(max_pixels=2000).decode("rgb", image).shape == (40, 50, 3)
+    with pytest.raises(ConversionError, match=r"exceeds the limit of 1999 pixels"):
+        MessageDecoder(max_pixels=1999).decode("rgb", image)
