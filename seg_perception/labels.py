@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,38 @@ import yaml
 from seg_perception.resources import resource_dir
 
 
+# A model predicts (largest id + 1) logits per pixel, so ids are bounded to bound the model: 4096
+# covers every public label set (ADE20K-full, the largest, has 3688 classes).
+MAX_CLASSES = 4096
+_SHAPE = "name, ignore_id and classes of {id, name, color: [r, g, b]}"
+
+
 class LabelSetError(ValueError):
     """A label set file is malformed or a requested label set does not exist."""
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class LabelClass:
+    """One class; construction checks the id (0..MAX_CLASSES - 1), name and sRGB colour."""
+
     id: int
     name: str
     color: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        if not _integer(self.id) or not 0 <= self.id < MAX_CLASSES:
+            raise LabelSetError(f"class id {self.id!r} is invalid; accepted: an integer 0..{MAX_CLASSES - 1}")
+        if not isinstance(self.name, str) or not self.name:
+            raise LabelSetError(f"class {self.id} has name {self.name!r}; accepted: a non-empty string")
+        color = tuple(self.color) if isinstance(self.color, (tuple, list)) else None
+        if color is None or len(color) != 3 or not all(_integer(v) and 0 <= v <= 255 for v in color):
+            raise LabelSetError(f"class {self.name!r} has colour {self.color!r}; accepted: [r, g, b], each 0..255")
+        object.__setattr__(self, "id", int(self.id))
+        object.__setattr__(self, "color", tuple(int(v) for v in color))
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,12 @@ class LabelSet:
     ignore_id: int = 255
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise LabelSetError(f"label set name {self.name!r} is invalid; accepted: a non-empty string")
+        if not _integer(self.ignore_id) or not 0 <= self.ignore_id <= 65535:
+            raise LabelSetError(f"label set {self.name!r} has ignore_id {self.ignore_id!r}; accepted: an integer 0..65535")
+        if not all(isinstance(c, LabelClass) for c in self.classes):
+            raise LabelSetError(f"label set {self.name!r}: classes must be LabelClass instances")
         ids = [c.id for c in self.classes]
         if not ids:
             raise LabelSetError(f"label set {self.name!r} has no classes")
@@ -93,17 +123,30 @@ class LabelSet:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelSet:
-        try:
-            classes = tuple(
-                LabelClass(int(c["id"]), str(c["name"]), tuple(int(v) for v in c["color"]))  # type: ignore[arg-type]
-                for c in data["classes"]
-            )
-            return cls(str(data["name"]), classes, int(data.get("ignore_id", 255)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LabelSetError(
-                f"malformed label set ({exc!r}); expected name, ignore_id and classes of {{id, name, color: [r, g, b]}}"
-            ) from None
+    def from_dict(cls, data: Any) -> LabelSet:
+        """The label set `to_dict` wrote (or a label-set YAML held); values are taken as they are, not coerced.
+
+        Raises:
+            LabelSetError: not a mapping of name, ignore_id (optional) and classes; unknown keys;
+                more than MAX_CLASSES classes; or a class that `LabelClass` / `LabelSet` refuses.
+        """
+        _check_mapping(data, {"name", "classes"}, {"ignore_id"}, "label set")
+        classes = data["classes"]
+        if not isinstance(classes, list) or len(classes) > MAX_CLASSES:
+            size = len(classes) if isinstance(classes, list) else type(classes).__name__
+            raise LabelSetError(f"malformed label set: classes is {size}; accepted: a list of 1..{MAX_CLASSES} classes")
+        for index, c in enumerate(classes):
+            _check_mapping(c, {"id", "name", "color"}, set(), f"label set class [{index}]")
+        return cls(data["name"], tuple(LabelClass(c["id"], c["name"], c["color"]) for c in classes),
+                   data.get("ignore_id", 255))
+
+
+def _check_mapping(data: Any, required: set[str], optional: set[str], what: str) -> None:
+    if not isinstance(data, dict):
+        raise LabelSetError(f"malformed {what}: {type(data).__name__} instead of a mapping; expected {_SHAPE}")
+    missing, unknown = sorted(required - set(data)), sorted(set(data) - required - optional, key=str)
+    if missing or unknown:
+        raise LabelSetError(f"malformed {what}: missing {missing}, unknown {unknown}; expected {_SHAPE}")
 
 
 def available_label_sets() -> list[str]:
@@ -111,11 +154,19 @@ def available_label_sets() -> list[str]:
 
 
 def load_label_set(name_or_path: str | Path) -> LabelSet:
-    """A label set by name (config/labels/<name>.yaml) or by path to a YAML file."""
+    """A label set by name (config/labels/<name>.yaml) or by path to a YAML file.
+
+    Raises:
+        LabelSetError: no such label set, an unreadable file or YAML, or contents `from_dict` refuses.
+    """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = resource_dir("config/labels", "*.yaml") / f"{name_or_path}.yaml"
         if not path.exists():
             raise LabelSetError(f"no label set {name_or_path!r}; available: {', '.join(available_label_sets())}")
-    with open(path, encoding="utf-8") as stream:
-        return LabelSet.from_dict(yaml.safe_load(stream))
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LabelSetError(f"cannot read label set {path}: {exc}") from None
+    return LabelSet.from_dict(data)

@@ -112,3 +112,14 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SEG_PERCEPTION_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "seg_perception"
+
+
+@pytest.mark.parametrize("sidecar", ["[1, 2]", '"text"', '{"fields": [1], "sha256": "x"}', '{"sha256": "x"}', "{bad json"])
+def test_malformed_sidecars_make_the_artefact_unusable(tmp_path, sidecar):
+    plan, build = tmp_path / "p.plan", Builder()
+    plan.write_bytes(b"an engine")
+    plan.with_name("p.plan.json").write_text(sidecar)
+    with pytest.raises(EngineError, match=r"metadata file p.plan.json is (malformed|unreadable)"):
+        get_or_build_at(plan, engine_cache_fields(**BASE), build, rebuild=False)
+    get_or_build_at(plan, engine_cache_fields(**BASE), build)
+    assert build.calls == 1

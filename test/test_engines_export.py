@@ -1,6 +1,8 @@
 """ONNX export: parity with PyTorch for every shipped model and K, the metadata contract, bad files."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -132,3 +134,39 @@ def test_onnx_source_refuses_another_spec(tmp_path):
         exported.onnx(EngineSpec(640, 360, 5), cache)
     with pytest.raises(EngineError, match="needs the .safetensors checkpoint"):
         exported.checkpoint()
+
+
+def _onnx_with_metadata(tmp_path, raw: str):
+    path = tmp_path / "m.onnx"
+    node = onnx.helper.make_node("Relu", ["x"], ["y"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    model = onnx.helper.make_model(graph)
+    onnx.helper.set_model_props(model, {"seg_perception": raw})
+    onnx.save(model, str(path))
+    return path
+
+
+def _export_document(**changes):
+    from seg_perception.models.checkpoint import read_metadata
+    from seg_perception.models.shipped import shipped_weights
+
+    document = {"format": "seg_perception.onnx/1", "checkpoint": read_metadata(shipped_weights("student_rgb")),
+                "spec": {"width": 64, "height": 64, "k": 8, "precision": "fp32"}, "inputs": [], "outputs": []}
+    return json.dumps({**document, **changes})
+
+
+@pytest.mark.parametrize(("raw", "match"), [
+    ("{not json", r"metadata is not JSON"),
+    ("[]", r"has export format 'list'; this version reads"),
+    ('{"format": "seg_perception.onnx/0"}', r"has export format 'seg_perception.onnx/0'"),
+    (lambda: _export_document(checkpoint=None), r"checkpoint metadata is a NoneType; a JSON object expected"),
+    (lambda: _export_document(checkpoint={"format": "seg_perception.checkpoint/1"}), r"'config' is nothing"),
+    (lambda: _export_document(spec=[64, 64]), r"its spec \[64, 64\] is not an engine spec"),
+    (lambda: _export_document(spec={"width": 64, "height": 64}), r"is not an engine spec"),
+    (lambda: _export_document(spec={"width": "64", "height": 64, "k": 1}), r"width '64' is invalid; accepted: an integer"),
+])
+def test_malformed_onnx_metadata_is_an_engine_error(tmp_path, raw, match):
+    path = _onnx_with_metadata(tmp_path, raw() if callable(raw) else raw)
+    with pytest.raises(EngineError, match=match):
+        read_onnx_metadata(path)

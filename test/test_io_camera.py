@@ -366,3 +366,12 @@ def test_camera_model_from_a_message_that_is_not_camera_info(factory):
     with pytest.raises(ConversionError, match=r"'pinhole' is not supported; supported: '', 'plumb_bob', "
                                               r"'rational_polynomial', 'equidistant'"):
         camera_model_from_info(msg)
+
+
+def test_camera_info_beyond_max_pixels_is_refused(factory):
+    msg = camera_info_from_model(_camera(), factory=factory)
+    pixels = int(msg.width) * int(msg.height)
+    assert camera_model_from_info(msg, max_pixels=pixels).width == msg.width
+    msg.width, msg.height = 4_000_000_000, 4_000_000_000  # uint32 on the wire; undistortion maps would be exabytes
+    with pytest.raises(ConversionError, match=r"CameraInfo image of 4000000000x4000000000 = .* pixels exceeds the limit"):
+        camera_model_from_info(msg)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -31,6 +32,23 @@ def compressed_msg(fmt: str, payload: bytes, factory=None):
 
 def png(image: np.ndarray) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A small, well-formed PNG (valid CRCs) whose IHDR claims width x height RGB pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(4096))) + chunk(b"IEND", b"")
+
+
+def jpeg_with_size(width: int, height: int) -> bytes:
+    """An 8x8 baseline JPEG whose frame header (SOF0) is rewritten to claim width x height."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
 
 
 @pytest.mark.parametrize(
@@ -179,8 +197,10 @@ def test_compressed_depth_32bit_inverse_depth_quantisation(factory):
     ("fmt", "payload", "match"),
     [
         ("jpeg", b"", r"has no data; a JPEG or PNG byte stream is expected"),
-        ("rgb8; jpeg compressed bgr8", b"not an image at all" * 4, r"does not decode as JPEG or PNG"),
-        ("png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, r"does not decode"),
+        ("rgb8; jpeg compressed bgr8", b"not an image at all" * 4, r"starts with b'not an i', which is neither PNG nor"),
+        ("png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, r"is a PNG without an IHDR header"),
+        ("jpeg", b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda" + b"\x00" * 20, r"is a JPEG without a frame header"),
+        ("jpeg", jpeg_with_size(0, 8), r"header gives size 0x8; a non-empty image expected"),
         ("webp", png(np.zeros((2, 2), np.uint8)), r"format 'webp' is not supported; supported: 'jpeg', 'png'"),
         ("", png(np.zeros((2, 2), np.uint8)), r"format '' is not supported"),
         ("rgb8; h264 compressed", b"\x00" * 20, r"'rgb8; h264 compressed' is not supported"),
@@ -188,7 +208,7 @@ def test_compressed_depth_32bit_inverse_depth_quantisation(factory):
         ("16UC1; compressedDepth png", b"\x00" * 12, r"has 12 bytes; a 12-byte header and a PNG are expected"),
         ("16UC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + png(np.zeros((2, 2), np.uint8)),
          r"holds uint8 \(2, 2\); a one-channel 16-bit PNG is expected"),
-        ("32FC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + b"garbage" * 5, r"does not decode"),
+        ("32FC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + b"garbage" * 5, r"neither PNG nor JPEG"),
     ],
 )
 def test_bad_compressed_messages_raise(fmt, payload, match):
@@ -215,3 +235,25 @@ def test_bad_compressed_messages_raise(fmt, payload, match):
 def test_bad_arrays_raise(array, fmt, kwargs, match):
     with pytest.raises(ConversionError, match=match):
         array_to_compressed(array, fmt, **kwargs)
+
+
+@pytest.mark.parametrize(("fmt", "payload"), [
+    ("png", png_with_size(30_000, 30_000)),  # 1.1 kB claiming 2.7 GB of RGB
+    ("rgb8; jpeg compressed bgr8", jpeg_with_size(65_000, 60_000)),
+    ("16UC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + png_with_size(10_000, 6_000)),
+])
+def test_huge_claimed_sizes_are_refused_before_decoding(monkeypatch, fmt, payload):
+    def no_decoding(*_):
+        raise AssertionError("decoded an image whose header is beyond the limit")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    with pytest.raises(ConversionError, match=r"pixels exceeds the limit of 50000000 pixels; accepted: up to max_pixels"):
+        compressed_to_array(compressed_msg(fmt, payload))
+
+
+@pytest.mark.parametrize("encode", [png, lambda image: cv2.imencode(".jpg", image)[1].tobytes()])
+def test_max_pixels_is_compared_with_the_header_size(encode):
+    msg = compressed_msg("mono8; png compressed ", encode(np.zeros((40, 50), np.uint8)))
+    assert compressed_to_array(msg, max_pixels=2000).shape == (40, 50)
+    with pytest.raises(ConversionError, match=r"of 50x40 = 2000 pixels exceeds the limit of 1999 pixels"):
+        compressed_to_array(msg, max_pixels=1999)

@@ -331,3 +331,33 @@ def test_rgb_of_non_colour_encodings_raises(fields, match):
 def test_bad_arrays_raise(array, encoding, match):
     with pytest.raises(ConversionError, match=match):
         array_to_image(array, encoding)
+
+
+@pytest.mark.parametrize("encoding", ["bgr16", "rgba16", "mono16", "bayer_rggb16", "32FC1", "64FC3"])
+@pytest.mark.parametrize("offset", [0, 1])
+def test_misaligned_rows_are_copied_aligned(encoding, offset):
+    # step = row + 1 puts every other row at an odd address; `offset` misaligns the buffer itself.
+    rng = np.random.default_rng(5)
+    code, channels = ALL[encoding]
+    values = random_values(code, (3, 4, channels), rng)
+    row = values[0].nbytes
+    padded = np.zeros(3 * (row + 1) + offset, np.uint8)[offset:]
+    for r in range(3):
+        padded[r * (row + 1): r * (row + 1) + row] = np.frombuffer(values[r].astype("<" + code).tobytes(), np.uint8)
+    msg = RosbagsFactory().make(IMAGE, height=3, width=4, encoding=encoding, step=row + 1, data=padded)
+    array = image_to_array(msg)
+    assert array.flags.aligned
+    assert np.array_equal(array.reshape(3, 4, channels), values, equal_nan=True)
+    if encoding in ("bgr16", "rgba16", "mono16", "bayer_rggb16"):
+        aligned = RosbagsFactory().make(IMAGE, height=3, width=4, encoding=encoding, step=row,
+                                        data=np.frombuffer(values.astype("<" + code).tobytes(), np.uint8))
+        assert np.array_equal(image_to_rgb(msg), image_to_rgb(aligned))
+
+
+def test_image_beyond_max_pixels_is_refused():
+    msg = array_to_image(np.zeros((40, 50), np.uint8))
+    assert image_to_array(msg, max_pixels=2000).shape == (40, 50)
+    with pytest.raises(ConversionError, match=r"mono8 image of 50x40 = 2000 pixels exceeds the limit of 1999 pixels"):
+        image_to_array(msg, max_pixels=1999)
+    with pytest.raises(ConversionError, match=r"exceeds the limit of 1999 pixels"):
+        image_to_rgb(msg, max_pixels=1999)

@@ -59,3 +59,57 @@ def test_colorize_equals_indexing_the_palette(shape, dtype):
     colors = label_set.colorize(labels)
     assert colors.shape == (*shape, 3) and colors.dtype == np.uint8
     assert np.array_equal(colors, label_set.palette()[labels])
+
+
+def _document(**changes):
+    document = {"name": "x", "ignore_id": 255, "classes": [{"id": 0, "name": "a", "color": [1, 2, 3]}]}
+    return {**document, **changes}
+
+
+@pytest.mark.parametrize(("document", "match"), [
+    (_document(classes=[{"id": 0, "name": "a", "color": [300, -5, 1000]}]), r"colour \[300, -5, 1000\]; accepted: \[r, g, b\], each 0..255"),
+    (_document(classes=[{"id": 0, "name": "a", "color": [1, 2]}]), r"colour \[1, 2\]; accepted"),
+    (_document(classes=[{"id": 0, "name": "a", "color": "red"}]), r"colour 'red'; accepted"),
+    (_document(classes=[{"id": 0, "name": "a", "color": [1.5, 2, 3]}]), r"colour \[1.5, 2, 3\]; accepted"),
+    (_document(classes=[{"id": 0, "name": 7, "color": [1, 2, 3]}]), r"class 0 has name 7; accepted: a non-empty string"),
+    (_document(classes=[{"id": 0, "name": None, "color": [1, 2, 3]}]), r"class 0 has name None"),
+    (_document(classes=[{"id": "0", "name": "a", "color": [1, 2, 3]}]), r"class id '0' is invalid; accepted: an integer 0..4095"),
+    (_document(classes=[{"id": True, "name": "a", "color": [1, 2, 3]}]), r"class id True is invalid"),
+    (_document(classes=[{"id": 4096, "name": "a", "color": [1, 2, 3]}]), r"class id 4096 is invalid; accepted: an integer 0..4095"),
+    (_document(classes={"a": 1}), r"classes is dict; accepted: a list"),
+    (_document(classes=[{"id": 0, "name": "a", "color": [1, 2, 3], "colour": 1}]),
+     r"label set class \[0\]: missing \[\], unknown \['colour'\]"),
+    (_document(ignore_id=-1), r"ignore_id -1; accepted: an integer 0..65535"),
+    (_document(name=["x"]), r"label set name \['x'\] is invalid"),
+    (_document(extra=1), r"malformed label set: missing \[\], unknown \['extra'\]"),
+    ([1, 2], r"malformed label set: list instead of a mapping"),
+])
+def test_malformed_label_sets_are_refused_when_loaded(tmp_path, document, match):
+    with pytest.raises(LabelSetError, match=match):
+        LabelSet.from_dict(document)
+    path = tmp_path / "set.yaml"
+    path.write_text(__import__("yaml").safe_dump(document))
+    with pytest.raises(LabelSetError, match=match):
+        load_label_set(path)
+
+
+def test_more_classes_than_the_limit_are_refused_before_any_is_built():
+    document = _document(classes=[{"id": i, "name": f"c{i}", "color": [0, 0, 0]} for i in range(70_001)])
+    with pytest.raises(LabelSetError, match=r"classes is 70001; accepted: a list of 1..4096 classes"):
+        LabelSet.from_dict(document)
+
+
+def test_unreadable_label_set_files_raise_label_set_error(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(LabelSetError, match=r"cannot read label set .*broken.yaml"):
+        load_label_set(broken)
+    with pytest.raises(LabelSetError, match=r"cannot read label set .*missing.yaml"):
+        load_label_set(tmp_path / "missing.yaml")
+
+
+def test_label_set_messages_with_too_many_classes_are_refused():
+    msg = label_set_to_msg(load_label_set("sim_offroad"))
+    msg.classes = msg.classes[:1] * 4097
+    with pytest.raises(LabelSetError, match=r"has 4097 classes; accepted: 1..4096"):
+        msg_to_label_set(msg)

@@ -453,3 +453,21 @@ def test_cloud_dtype_layout():
     assert dtype.itemsize == 16
     assert dtype.fields["a"][:2] == (np.dtype(">f8"), 0)
     assert dtype.fields["b"][:2] == (np.dtype(">u2"), 8)
+
+
+def test_xyz_with_several_values_a_point_is_refused():
+    factory = RosbagsFactory()
+    layout = [("x", 0, 7, 2), ("y", 8, 7, 1), ("z", 12, 7, 1)]
+    msg = _cloud(factory, layout, bytes(32), height=1, width=2, point_step=16, row_step=32)
+    assert cloud_to_array(msg)["x"].shape == (2, 2)  # a valid cloud, just not one with a point per x, y, z
+    with pytest.raises(ConversionError, match=r"cloud_to_xyz needs one value per point in field\(s\) \['x'\], "
+                                              r"which have count\(s\) \[2\]; accepted: count 1"):
+        cloud_to_xyz(msg)
+
+
+@pytest.mark.parametrize("point_step", [2**31, 2**32 - 1])
+def test_point_step_beyond_numpy_itemsize_is_refused(point_step):
+    msg = _cloud(RosbagsFactory(), [("x", 0, 7, 1)], b"", height=0, width=1, point_step=point_step,
+                 row_step=point_step)
+    with pytest.raises(ConversionError, match=rf"point_step {point_step} is too large; accepted: up to 2147483647"):
+        cloud_to_array(msg)

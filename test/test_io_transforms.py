@@ -120,7 +120,10 @@ def test_against_scipy_rotation(q):
 
 
 @pytest.mark.parametrize("q, match", [
-    ([0, 0, 0, 0], r"quaternion \[0.0, 0.0, 0.0, 0.0\] is invalid; finite values with non-zero norm"),
+    ([0, 0, 0, 0], r"quaternion \[0.0, 0.0, 0.0, 0.0\] is invalid; finite values with a norm in \[1e-06, 1e\+06\]"),
+    # Squared, these overflow to an infinite norm, which would turn them into the zero quaternion.
+    ([1e154, 1e154, 0, 0], r"quaternion \[1e\+154, 1e\+154, 0.0, 0.0\] is invalid"),
+    ([1e7, 0, 0, 0], r"quaternion \[10000000.0, 0.0, 0.0, 0.0\] is invalid"),
     ([np.nan, 0, 0, 1], r"quaternion \[nan, 0.0, 0.0, 1.0\] is invalid"),
     ([[0, 0, 0, 1], [0, np.inf, 0, 1]], r"quaternion \[0.0, inf, 0.0, 1.0\] is invalid"),
     ([0, 0, 1], r"shape \(3,\) are invalid; \(\.\.\., 4\) x, y, z, w expected"),
@@ -198,6 +201,17 @@ def test_invalid_messages_raise(factory):
     broken = factory.make("geometry_msgs/msg/Transform", rotation=zero)
     with pytest.raises(ConversionError, match=r"quaternion \[0.0, 0.0, 0.0, 0.0\] is invalid"):
         transform_to_matrix(broken)
+
+
+@pytest.mark.parametrize("q", [(0.0, 0.0, 0.0, 0.0), (1e154, 0.0, 0.0, 1e154), (0.0, np.nan, 0.0, 1.0)])
+def test_buffer_refuses_unusable_quaternions(factory, q):
+    rotation = factory.make("geometry_msgs/msg/Quaternion", x=q[0], y=q[1], z=q[2], w=q[3])
+    stamped = factory.make("geometry_msgs/msg/TransformStamped", header=make_header(factory, 1, "a"), child_frame_id="b",
+                           transform=factory.make("geometry_msgs/msg/Transform", rotation=rotation))
+    buffer = TransformBuffer()
+    with pytest.raises(ConversionError, match=r"rotation of a -> b .* is invalid; finite values with a norm in"):
+        buffer.set_transform(stamped)
+    assert buffer.frames == []
 
 
 # --- the buffer ----------------------------------------------------------------------------------
@@ -383,7 +397,7 @@ def test_bad_buffer_input_raises(factory):
     with pytest.raises(ConversionError, match=r"a TransformStamped carries its frames and stamp"):
         buffer.set_transform(msg, "odom", "base_link")
     msg.transform.rotation.w = 0.0
-    with pytest.raises(ConversionError, match=r"rotation \[0.0, 0.0, 0.0, 0.0\] of odom -> base_link is invalid"):
+    with pytest.raises(ConversionError, match=r"rotation of odom -> base_link \[0.0, 0.0, 0.0, 0.0\] is invalid"):
         buffer.set_transform(msg)
     with pytest.raises(ConversionError, match=r"has no 'transforms'; a tf2_msgs/TFMessage expected"):
         buffer.add_tf_message(msg)

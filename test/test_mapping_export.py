@@ -2,6 +2,10 @@
 PLY/PCD through open3d, lossless save/load, crops — checked against hand-built voxels."""
 from __future__ import annotations
 
+import io
+import os
+import zipfile
+
 import numpy as np
 import pytest
 from conftest import cdr_roundtrip
@@ -131,3 +135,98 @@ def test_saved_map_loads_back_identically_and_keeps_fusing_alike(tmp_path):
     for semantic_map in (original, loaded):
         semantic_map.integrate(points, labels, stamp_ns=10**9, origin=np.zeros(3))
     np.testing.assert_array_equal(loaded.voxels().log_probs, original.voxels().log_probs)
+
+
+def _saved_bytes(tmp_path) -> bytes:
+    return save_voxels(tmp_path / "good.npz", _voxels(), label_set=LABELS, params={"radius": 40.0}).read_bytes()
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9, 0.999])
+def test_truncated_map_files_are_mapping_errors(tmp_path, cut):
+    data = _saved_bytes(tmp_path)
+    (tmp_path / "cut.npz").write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(MappingError, match="not a readable voxel map file"):
+        load_voxels(tmp_path / "cut.npz")
+
+
+def test_damaged_map_files_are_mapping_errors(tmp_path):
+    data = bytearray(_saved_bytes(tmp_path))
+    for position in range(40, len(data), max(len(data) // 60, 1)):  # a flipped byte anywhere: CRC, header or data
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        (tmp_path / "bad.npz").write_bytes(bytes(damaged))
+        try:
+            load_voxels(tmp_path / "bad.npz")
+        except MappingError:
+            pass
+
+
+def _npz(tmp_path, **arrays):
+    base = dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": 0.5, "params": {}, '
+                              '"label_set": null}'),
+                keys=np.zeros((2, 3), np.int32), log_probs=np.zeros((2, 3), np.float32),
+                observations=np.zeros(2, np.uint16), last_seen_ns=np.zeros(2, np.int64), occupancy=np.zeros(2, np.float32))
+    base.update(arrays)
+    np.savez(tmp_path / "m.npz", **{k: v for k, v in base.items() if v is not None})
+    return tmp_path / "m.npz"
+
+
+@pytest.mark.parametrize(("arrays", "match"), [
+    (dict(keys=np.zeros((2, 3), np.float64)), r"array keys is float64 \(2, 3\); int32 \(M, 3\) expected"),
+    (dict(log_probs=np.zeros(2, np.float32)), r"array log_probs is float32 \(2,\); float32 \(M, C\) expected"),
+    (dict(occupancy=np.zeros(3, np.float32)), r"array occupancy is float32 \(3,\); float32 \(M,\) expected"),
+    (dict(observations=None), r"not a readable voxel map file .*observations.npy"),
+    (dict(meta=np.array("[1]")), r"has format 'list'"),
+    (dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": "big", "params": {}}')),
+     r"damaged metadata \(voxel_size 'big'"),
+    (dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": 0.5, "params": {}, '
+                        '"label_set": {"name": "x", "classes": []}}')), r"label set 'x' has no classes"),
+])
+def test_map_files_with_wrong_contents_are_mapping_errors(tmp_path, arrays, match):
+    with pytest.raises(MappingError, match=match):
+        load_voxels(_npz(tmp_path, **arrays))
+
+
+def test_entry_claiming_more_than_its_bytes_is_refused_before_reading(tmp_path, monkeypatch):
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+    header["shape"] = (10**12,)  # 4 TB claimed by a few bytes
+    path = _npz(tmp_path, occupancy=None)
+    with zipfile.ZipFile(path, "a") as archive:
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, header)
+        archive.writestr("occupancy.npy", stream.getvalue() + bytes(8))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load ran on a damaged file"))
+    with pytest.raises(MappingError, match=r"entry occupancy.npy \(float32 \(1000000000000,\)\) does not fit"):
+        load_voxels(path)
+
+
+def test_map_parameters_unknown_to_the_map_are_refused(tmp_path):
+    from seg_perception.mapping import load_map
+
+    path = save_voxels(tmp_path / "m.npz", _voxels(), params={"radius": 40.0, "colour": "red"})
+    with pytest.raises(MappingError, match=r"unknown map parameter\(s\) \['colour'\]; accepted: .*max_voxels"):
+        load_map(path)
+
+
+def test_a_killed_save_leaves_no_orphan_after_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    orphan = tmp_path / f"map.npz.{gone.stdout.strip()}.k2j4x9.tmp.npz"  # what save_voxels writes aside
+    orphan.write_bytes(b"half a map")
+    live = tmp_path / f"map.npz.{os.getpid()}.a8c7q1.tmp.npz"  # a save in progress in a live process
+    live.write_bytes(b"being written")
+    save_voxels(tmp_path / "map.npz", _voxels())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["map.npz", live.name])
+
+
+def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_voxels(tmp_path / "map.npz", _voxels())
+    assert list(tmp_path.iterdir()) == []

@@ -181,3 +181,67 @@ def test_student_exports_to_onnx_and_runs(tmp_path, student):
         expected = student(x, present, 50)
     assert refined.sum() == 50
     np.testing.assert_allclose(logits, expected["logits"].numpy(), atol=1e-4)
+
+
+def _with_metadata(tmp_path, raw: str, name: str = "m.safetensors"):
+    """A copy of a saved student checkpoint with its seg_perception metadata replaced by `raw`."""
+    from safetensors.torch import save_file
+
+    state = build_model(student_config(14)).state_dict()
+    path = tmp_path / name
+    save_file(state, str(path), metadata={"seg_perception": raw})
+    return path
+
+
+def _document(**changes):
+    import json
+
+    document = {"format": "seg_perception.checkpoint/1", "model_id": "m", "config": student_config(14).to_dict(),
+                "label_set": load_label_set("sim_offroad").to_dict(), "inputs": {}, "training": {}}
+    document.update(changes)
+    return json.dumps({k: v for k, v in document.items() if v is not ...})
+
+
+@pytest.mark.parametrize(("raw", "match"), [
+    ("{not json", r"its seg_perception metadata is not JSON"),
+    ("[1, 2]", r"checkpoint metadata is a list; a JSON object expected"),
+    (_document(config=...), r"checkpoint metadata 'config' is nothing; a JSON object expected"),
+    (_document(label_set=[1]), r"checkpoint metadata 'label_set' is list; a JSON object expected"),
+    (_document(model_id=3), r"'model_id' is int; a string expected"),
+    (_document(training={"config": {"image_size": [640]}}), r"training image_size \[640\] is invalid"),
+    (_document(config={**student_config(14).to_dict(), "num_classes": "14"}), r"num_classes '14' is invalid"),
+    (_document(config={**student_config(14).to_dict(), "widths": 128}), r"widths 128 is invalid; accepted: 3"),
+    (_document(config={**student_config(14).to_dict(), "depths": [2, 3, 1000]}), r"depths 1000 is invalid"),
+    (_document(config={**student_config(14).to_dict(), "modalities": "rgb"}), r"modalities 'rgb' invalid"),
+    (_document(config={**student_config(14).to_dict(), "refine_fraction": None}), r"refine_fraction must be a number"),
+    (_document(config={**student_config(14).to_dict(), "colour": 1}), r"unknown \['colour'\]; accepted keys"),
+    (_document(config={"num_classes": 14}), r"missing \['architecture'\]"),
+    (_document(label_set={"name": "x", "classes": [{"id": 0, "name": "a", "color": [300, 0, 0]}]}),
+     r"colour \[300, 0, 0\]; accepted"),
+])
+def test_malformed_checkpoint_metadata_is_a_model_error(tmp_path, raw, match):
+    path = _with_metadata(tmp_path, raw)
+    with pytest.raises(ModelError, match=match):
+        load_checkpoint(path)
+
+
+def test_config_claiming_huge_widths_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    from seg_perception.models import checkpoint
+
+    # The student's weights (about 1.7 MB) with a config that would need gigabytes.
+    huge = {**student_config(14).to_dict(), "widths": [2048, 2048, 2048], "expansion": 16, "decoder_width": 2048}
+    path = _with_metadata(tmp_path, _document(config=huge))
+    assert path.stat().st_size < 2_000_000
+    monkeypatch.setattr(checkpoint, "build_model", _fail_outside_meta(checkpoint.build_model))
+    with pytest.raises(ModelError, match=r"weights do not fit a student with this config .*wrong shape"):
+        load_checkpoint(path)
+
+
+def _fail_outside_meta(build):
+    """`build`, failing unless called on torch's meta device (where tensors have no storage)."""
+    def guarded(config):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError("built a model with storage for a config the weights do not fit")
+        return build(config)
+
+    return guarded

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seg_perception.io import ConversionError, array_to_compressed, array_to_image, xyz_to_cloud
+from seg_perception.io import ConversionError, RosbagsFactory, array_to_compressed, array_to_image, xyz_to_cloud
 from seg_perception.pipeline.config import ConfigError, PipelineConfig
 from seg_perception.pipeline.decode import LidarSweep, MessageDecoder
 
@@ -80,7 +80,9 @@ def test_config_defaults_overrides_and_errors(tmp_path):
 def test_threads_must_be_a_whole_number(tmp_path, threads):
     path = tmp_path / "c.yaml"
     path.write_text(f"threads: {threads!r}\n" if isinstance(threads, str) else f"threads: {threads}\n")
-    with pytest.raises(ConfigError, match=r"threads must be a whole number >= 0 \(0: automatic\)"):
+    # A wrong type is named by the file's type check, a negative count by the config itself.
+    with pytest.raises(ConfigError, match=r"threads (must be a whole number >= 0 \(0: automatic\)|is .*; accepted: a whole "
+                                          r"number)"):
         PipelineConfig.load(path)
 
 
@@ -96,3 +98,86 @@ def test_replay_segments_a_frame_per_core_share(monkeypatch, configured, cores, 
     config = PipelineConfig(threads=configured)
     assert inference_threads(config) == threads
     assert segment_workers(config, processes) == workers
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ({"mapping": {"enabled": "no"}}, r"mapping: enabled is 'no' \(str\); accepted: a boolean \(true/false\)"),
+    ({"mapping": {"enabled": 1}}, r"mapping: enabled is 1 \(int\); accepted: a boolean"),
+    ({"mapping": {"voxel_size": "0.2"}}, r"mapping: voxel_size is '0.2' \(str\); accepted: a finite number"),
+    ({"mapping": {"voxel_size": float("nan")}}, r"voxel_size is nan \(float\); accepted: a finite number"),
+    ({"mapping": {"radius": True}}, r"radius is True \(bool\); accepted: a finite number or null"),
+    ({"mapping": {"max_voxels": 2.5}}, r"max_voxels is 2.5 \(float\); accepted: a whole number"),
+    ({"mapping": {"colour": 1}}, r"mapping: unknown key\(s\) \['colour'\]; accepted: enabled, map_frame"),
+    ({"mapping": ["enabled"]}, r"mapping must be a mapping, not list"),
+    ({"model": 3}, r"model is 3 \(int\); accepted: a string"),
+    ({"wait_ms": "300"}, r"wait_ms is '300' \(str\); accepted: a finite number"),
+    ({"labels_dir": ["a"]}, r"labels_dir is \['a'\] \(list\); accepted: a string or null"),
+    ({"topics": {"rgb": 5}}, r"topics is \{'rgb': 5\} \(dict\); accepted: a mapping of names to a string or null"),
+    ({"slop_ms": {"lidar": "60"}}, r"slop_ms is .*accepted: a mapping of names to a finite number"),
+    ({"slop_ms": {"radar": 60}}, r"slop_ms: unknown key\(s\) \['radar'\]; accepted: camera_info"),
+    ({"static_transforms": {"parent": "a"}}, r"static_transforms is .*; accepted: a list of"),
+])
+def test_config_values_must_have_their_yaml_types(tmp_path, data, match):
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.from_dict(data)
+    path = tmp_path / "c.yaml"
+    path.write_text(__import__("yaml").safe_dump(data))
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.load(path)
+
+
+def test_config_accepts_yaml_typed_values():
+    config = PipelineConfig.from_dict({"mapping": {"enabled": False, "voxel_size": 1, "radius": None},
+                                       "wait_ms": 100, "topics": {"labels": None}})
+    assert config.mapping.enabled is False and config.mapping.voxel_size == 1 and config.topics["labels"] is None
+
+
+@pytest.mark.parametrize(("transform", "match"), [
+    ({"parent": 5, "child": "b"}, r"parent 5 and child 'b' must be strings"),
+    ({"parent": "a", "child": "b", "translation": ["1", 0, 0]}, r"translation must be 3 finite numbers"),
+    ({"parent": "a", "child": "b", "translation": [float("inf"), 0, 0]}, r"translation must be 3 finite numbers"),
+    ({"parent": "a", "child": "b", "rotation": [0, 0, 0, True]}, r"rotation 4 \(quaternion x, y, z, w\)"),
+    ({"child": "b"}, r"lacks 'parent'; give parent, child"),
+])
+def test_static_transforms_are_strictly_typed(transform, match):
+    with pytest.raises(ConfigError, match=match):
+        PipelineConfig.from_dict({"static_transforms": [transform]})
+
+
+def test_config_file_that_is_not_text_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read pipeline configuration"):
+        PipelineConfig.load(path)
+
+
+def _cloud(layout, count=2, point_step=16, data=None):
+    factory = RosbagsFactory()
+    fields = [factory.make("sensor_msgs/msg/PointField", name=n, offset=o, datatype=d, count=c) for n, o, d, c in layout]
+    return factory.make("sensor_msgs/msg/PointCloud2", height=1, width=count, fields=fields, point_step=point_step,
+                        row_step=count * point_step, data=np.zeros(count * point_step, np.uint8) if data is None else data)
+
+
+@pytest.mark.parametrize(("role", "msg", "match"), [
+    ("lidar", lambda: array_to_image(np.zeros((2, 2), np.uint8)), r"Image on the lidar topic lacks fields, point_step"),
+    ("rgb", lambda: _cloud([("x", 0, 7, 1)]), r"PointCloud2 on the rgb topic lacks encoding, step; sensor_msgs/Image expected"),
+    ("events", lambda: array_to_image(np.zeros((2, 2), np.uint8)), r"Image on the events topic lacks events"),
+    ("lidar", lambda: _cloud([("x", 0, 7, 2), ("y", 8, 7, 1), ("z", 12, 7, 1)]),
+     r"a lidar sweep needs one value per point in field\(s\) \['x'\]"),
+    ("lidar", lambda: _cloud([("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("t", 12, 7, 1)],
+                             data=np.frombuffer(np.full(8, np.nan, np.float32).tobytes(), np.uint8)),
+     r"lidar 't' field holds non-finite or huge values"),
+    ("lidar_labels", lambda: _cloud([("label", 0, 4, 3)]), r"lidar_labels needs one value per point"),
+    ("rgb", lambda: array_to_compressed(np.zeros((4, 4), np.uint8), "png"),
+     r"rgb compressed image decodes to uint8 \(4, 4\); an 8-bit colour"),
+])
+def test_messages_unfit_for_their_role_are_conversion_errors(role, msg, match):
+    with pytest.raises(ConversionError, match=match):
+        MessageDecoder().decode(role, msg())
+
+
+def test_decoder_refuses_images_beyond_its_pixel_limit():
+    image = array_to_image(np.zeros((40, 50, 3), np.uint8))
+    assert MessageDecoder(max_pixels=2000).decode("rgb", image).shape == (40, 50, 3)
+    with pytest.raises(ConversionError, match=r"exceeds the limit of 1999 pixels"):
+        MessageDecoder(max_pixels=1999).decode("rgb", image)

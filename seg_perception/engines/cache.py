@@ -56,9 +56,10 @@ def artifact_problem(path: Path, fields: Mapping[str, Any]) -> str | None:
         recorded = json.loads(sidecar.read_text())
     except (OSError, ValueError) as exc:
         return f"its metadata file {sidecar.name} is unreadable ({exc})"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("fields"), dict):
+        return f"its metadata file {sidecar.name} is malformed (a JSON object with 'fields' and 'sha256' expected)"
     wanted = json.loads(json.dumps(dict(fields), sort_keys=True, default=str))
-    differs = {k: (recorded.get("fields", {}).get(k), v) for k, v in wanted.items()
-               if recorded.get("fields", {}).get(k) != v}
+    differs = {k: (recorded["fields"].get(k), v) for k, v in wanted.items() if recorded["fields"].get(k) != v}
     if differs:
         detail = "; ".join(f"{k}: built for {old!r}, need {new!r}" for k, (old, new) in sorted(differs.items()))
         return f"it was built for something else ({detail})"

@@ -61,7 +61,9 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The seg_perception document of an exported ONNX file.
 
     Raises:
-        EngineError: the file is missing, is not a readable ONNX model, or was not exported by seg_perception.
+        EngineError: the file is missing, is not a readable ONNX model, was not exported by seg_perception,
+            or its document is malformed (not JSON, a wrong format, a checkpoint document that
+            `check_document` refuses, or a spec that is not an EngineSpec).
     """
     path = Path(path)
     document = onnx_document(load_onnx(path), path)
@@ -80,6 +82,9 @@ def load_onnx(path: str | Path) -> Any:
     """
     import onnx
 
+    from seg_perception.models.checkpoint import check_document
+    from seg_perception.models.config import ModelError
+
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"ONNX file {path} does not exist")
@@ -93,8 +98,12 @@ def onnx_document(model: Any, path: Path) -> dict[str, Any] | None:
     """The seg_perception document in a loaded ONNX model's metadata, or None when it has none.
 
     Raises:
-        EngineError: a document of another export format, or one that is not valid JSON.
+        EngineError: a document of another export format, one that is not valid JSON, checkpoint metadata
+            that `check_document` refuses, or a spec that is not an EngineSpec.
     """
+    from seg_perception.models.checkpoint import check_document
+    from seg_perception.models.config import ModelError
+
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         return None
@@ -105,6 +114,15 @@ def onnx_document(model: Any, path: Path) -> dict[str, Any] | None:
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise EngineError(f"{path} has export format {found!r}; this version reads {EXPORT_FORMAT!r} — re-export it")
+    try:
+        check_document(document.get("checkpoint"), f"{path} (checkpoint metadata)")
+    except ModelError as exc:
+        raise EngineError(f"{exc}; re-export it") from None
+    spec = document.get("spec")
+    try:
+        EngineSpec(**spec)
+    except TypeError as exc:
+        raise EngineError(f"{path}: its spec {spec!r} is not an engine spec ({exc}); re-export it") from None
     return document
 
 

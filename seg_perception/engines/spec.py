@@ -28,6 +28,10 @@ class EngineSpec:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        for name in ("width", "height", "k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise EngineError(f"{name} {value!r} is invalid; accepted: an integer")
         if (self.width, self.height) != (0, 0) and (self.width < 32 or self.height < 32):
             raise EngineError(f"input size {self.width}x{self.height} is too small; use at least 32x32")
         if self.k < 0:

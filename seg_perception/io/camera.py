@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import ConversionError
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .messages import MessageFactory, RosbagsFactory, make_header
 
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -389,19 +390,23 @@ class CameraModel:
         )
 
 
-def camera_model_from_info(msg: Any) -> CameraModel:
+def camera_model_from_info(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CameraModel:
     """sensor_msgs/CameraInfo (either message world) → CameraModel.
 
     Args:
         msg: a CameraInfo-like message; fields are read by name.
+        max_pixels: the largest width * height accepted (undistortion maps are allocated at that
+            size; default `DEFAULT_MAX_PIXELS`, 50 Mpx).
 
     Returns:
         The validated model; `frame_id` is the header's.
 
     Raises:
-        ConversionError: a field is missing or the calibration is invalid (see CameraModel).
+        ConversionError: a field is missing, the image is larger than `max_pixels`, or the
+            calibration is invalid (see CameraModel).
     """
     try:
+        check_pixels(int(msg.width), int(msg.height), max_pixels, "CameraInfo image")
         roi = msg.roi
         return CameraModel(
             width=int(msg.width),

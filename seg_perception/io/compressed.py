@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .errors import ConversionError
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .messages import MessageFactory, RosbagsFactory, as_bytes, make_header
 
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -28,7 +29,7 @@ _ACCEPTS: dict[str, tuple[tuple[np.dtype, ...], tuple[int, ...], str]] = {
 }
 
 
-def compressed_to_array(msg: Any) -> np.ndarray:
+def compressed_to_array(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG, PNG or compressedDepth PNG).
 
     Accepted `format` strings: plain "jpeg"/"jpg"/"png", image_transport's
@@ -43,17 +44,22 @@ def compressed_to_array(msg: Any) -> np.ndarray:
     out as stored. compressedDepth gives the uint16 HxW PNG (millimetres for 16UC1 depth), except
     "32FC1", which gives float32 HxW metres decoded from the quantised inverse depth, NaN where no
     depth was stored.
-    The result always owns new memory.
+    The result always owns new memory. The image size is read from the PNG or JPEG header and
+    checked against `max_pixels` before anything is decoded, so a small message claiming a huge
+    image is refused instead of allocated.
 
     Args:
         msg: a sensor_msgs/CompressedImage of either message world.
+        max_pixels: the largest width * height accepted (default `DEFAULT_MAX_PIXELS`, 50 Mpx).
 
     Returns:
         The decoded array (uint8 or uint16; float32 for 32FC1 compressedDepth).
 
     Raises:
-        ConversionError: empty data, unknown format, bytes that do not decode, or a compressedDepth
-            message with a missing header, an unsupported codec (e.g. rvl) or a non-16-bit PNG.
+        ConversionError: empty data, unknown format, data that is neither PNG nor JPEG, a header
+            without a size or with one beyond `max_pixels`, bytes that do not decode, or a
+            compressedDepth message with a missing header, an unsupported codec (e.g. rvl) or a
+            non-16-bit PNG.
     """
     data = as_bytes(msg.data)
     fmt = str(msg.format)
@@ -65,7 +71,7 @@ def compressed_to_array(msg: Any) -> np.ndarray:
     encoding = encoding.strip()
     words = rest.split()
     if "compresseddepth" in (word.lower() for word in words):
-        return _decode_depth(data, encoding, words, fmt)
+        return _decode_depth(data, encoding, words, fmt, max_pixels)
     codec = _CODEC_ALIASES.get(words[0].lower()) if words else None
     if codec is None:
         raise ConversionError(
@@ -73,7 +79,7 @@ def compressed_to_array(msg: Any) -> np.ndarray:
             "'<encoding>; jpeg compressed <encoding>', '<encoding>; png compressed <encoding>', "
             "'<encoding>; compressedDepth png'"
         )
-    image = _imdecode(data, fmt)
+    image = _imdecode(data, fmt, max_pixels)
     # A plain "jpeg"/"png" is an ordinary file, so BGR once decoded, like a colour source marked "compressed bgr".
     stream_is_bgr = not separator or (encoding in _COLOUR and "compressed bgr" in rest)
     if stream_is_bgr and image.ndim == 3 and image.shape[2] in (3, 4):
@@ -159,7 +165,7 @@ def array_to_compressed(
     )
 
 
-def _decode_depth(data: np.ndarray, encoding: str, words: list[str], fmt: str) -> np.ndarray:
+def _decode_depth(data: np.ndarray, encoding: str, words: list[str], fmt: str, max_pixels: int) -> np.ndarray:
     lowered = [word.lower() for word in words]
     after = lowered[lowered.index("compresseddepth") + 1:]
     # Releases before the codec was named wrote PNG only.
@@ -171,7 +177,7 @@ def _decode_depth(data: np.ndarray, encoding: str, words: list[str], fmt: str) -
             f"compressedDepth data has {data.size} bytes; a {_DEPTH_HEADER.size}-byte header and a PNG are expected"
         )
     _, quant_a, quant_b = _DEPTH_HEADER.unpack(data[:_DEPTH_HEADER.size].tobytes())
-    image = _imdecode(data[_DEPTH_HEADER.size:], fmt)
+    image = _imdecode(data[_DEPTH_HEADER.size:], fmt, max_pixels)
     if image.dtype != np.uint16 or image.ndim != 2:
         raise ConversionError(
             f"compressedDepth PNG holds {image.dtype.name} {image.shape}; a one-channel 16-bit PNG is expected"
@@ -186,7 +192,58 @@ def _decode_depth(data: np.ndarray, encoding: str, words: list[str], fmt: str) -
     return depth
 
 
-def _imdecode(data: np.ndarray, fmt: str) -> np.ndarray:
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IHDR = struct.Struct(">I4sII")  # the first chunk: length, type "IHDR", width, height
+_JPEG_SOI = b"\xff\xd8"
+# Frame headers (SOF0-15 but DHT C4, JPG C8 and DAC CC), which give the image size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field: TEM, RST0-7, SOI (EOI and SOS end the search).
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def _claimed_size(data: memoryview, fmt: str) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR or a JPEG's frame header, without decoding.
+
+    OpenCV cannot report an image's size without decoding it, and decoding allocates the full
+    image first; these fixed header fields are what libpng and libjpeg size the allocation by.
+    """
+    if data[:len(_PNG_SIGNATURE)] == _PNG_SIGNATURE:
+        if len(data) >= len(_PNG_SIGNATURE) + _PNG_IHDR.size:
+            _, chunk, width, height = _PNG_IHDR.unpack_from(data, len(_PNG_SIGNATURE))
+            if chunk == b"IHDR":
+                return width, height
+        raise ConversionError(f"compressed image data ({fmt!r}) is a PNG without an IHDR header; a whole PNG expected")
+    if data[:len(_JPEG_SOI)] == _JPEG_SOI:
+        position = len(_JPEG_SOI)
+        while position + 4 <= len(data):
+            if data[position] != 0xFF:
+                break
+            marker = data[position + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                position += 1
+            elif marker in _JPEG_STANDALONE:
+                position += 2
+            elif marker in _JPEG_SOF:
+                if position + 9 <= len(data):
+                    height, width = struct.unpack_from(">HH", data, position + 5)
+                    return width, height
+                break
+            elif marker in (0xD9, 0xDA):  # EOI, SOS: no frame header before the scan
+                break
+            else:
+                position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        raise ConversionError(f"compressed image data ({fmt!r}) is a JPEG without a frame header; a whole JPEG expected")
+    raise ConversionError(
+        f"compressed image data ({fmt!r}) starts with {bytes(data[:8])!r}, which is neither PNG nor JPEG; "
+        "accepted: PNG and JPEG"
+    )
+
+
+def _imdecode(data: np.ndarray, fmt: str, max_pixels: int) -> np.ndarray:
+    width, height = _claimed_size(memoryview(data), fmt)
+    if width == 0 or height == 0:
+        raise ConversionError(f"compressed image ({fmt!r}) header gives size {width}x{height}; a non-empty image expected")
+    check_pixels(width, height, max_pixels, f"compressed image ({fmt!r})")
     try:
         # IMREAD_UNCHANGED keeps 16-bit samples and alpha, and ignores EXIF orientation.
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from .errors import ConversionError
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .messages import MessageFactory, RosbagsFactory, as_bytes, make_header
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -101,7 +102,7 @@ def encoding_layout(encoding: str) -> PixelLayout:
     return PixelLayout(GENERIC_DEPTHS[match.group(1)], int(match.group(2) or 1))
 
 
-def image_to_array(msg: Any, *, copy: bool = False) -> np.ndarray:
+def image_to_array(msg: Any, *, copy: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a sensor_msgs/Image to an array in its raw layout (cv_bridge's "passthrough").
 
     One-channel encodings give HxW, others HxWxC. Bayer encodings stay the HxW mosaic and YUV 4:2:2
@@ -111,23 +112,27 @@ def image_to_array(msg: Any, *, copy: bool = False) -> np.ndarray:
     (step larger than a row), and read-only when the message's buffer is (e.g. rosbags deserialised
     from bytes). Big-endian multi-byte data (is_bigendian=1) is byteswapped into a new native-order
     array, so the result always has native byte order (torch and OpenCV reject swapped dtypes).
+    Likewise multi-byte pixels that the buffer or the step leaves misaligned (e.g. bgr16 with
+    step = width * 6 + 1) are copied to an aligned array, which OpenCV and torch need.
 
     Args:
         msg: a sensor_msgs/Image of either message world.
         copy: return a C-contiguous array owning its memory instead of a view.
+        max_pixels: the largest width * height accepted (default `DEFAULT_MAX_PIXELS`, 50 Mpx).
 
     Returns:
         The pixel array with the encoding's dtype.
 
     Raises:
-        ConversionError: unknown encoding, non-positive size, step shorter than a row, or data
-            length not equal to height * step.
+        ConversionError: unknown encoding, non-positive size or one beyond `max_pixels`, step
+            shorter than a row, or data length not equal to height * step.
     """
     encoding = str(msg.encoding)
     layout = encoding_layout(encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ConversionError(f"image size {width}x{height} is empty; width and height must be positive")
+    check_pixels(width, height, max_pixels, f"{encoding} image")
     row_bytes = width * layout.pixel_bytes
     if step < row_bytes:
         raise ConversionError(
@@ -145,10 +150,10 @@ def image_to_array(msg: Any, *, copy: bool = False) -> np.ndarray:
     array = data.reshape(height, step)[:, :row_bytes].view(wire).reshape(shape)
     if wire != layout.dtype:
         return array.astype(layout.dtype)
-    return array.copy() if copy else array
+    return array.copy() if copy or not array.flags.aligned else array
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a colour-bearing sensor_msgs/Image to an HxWx3 uint8 RGB array (cv_bridge's "rgb8").
 
     Conversions follow cv_bridge: BGR/RGBA/BGRA/mono are reordered or expanded, Bayer mosaics are
@@ -159,6 +164,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
     Args:
         msg: a sensor_msgs/Image of either message world.
+        max_pixels: the largest width * height accepted (see `image_to_array`).
 
     Returns:
         HxWx3 uint8 RGB.
@@ -168,7 +174,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             (e.g. "8UC3", "32FC1"); YUV 4:2:2 with an odd width.
     """
     encoding = str(msg.encoding)
-    array = image_to_array(msg)
+    array = image_to_array(msg, max_pixels=max_pixels)
     if encoding not in _TO_RGB:
         raise ConversionError(
             f"image encoding {encoding!r} carries no colour meaning, so it cannot be converted to RGB; "

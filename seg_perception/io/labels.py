@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.labels import LabelClass, LabelSet
+from seg_perception.labels import MAX_CLASSES, LabelClass, LabelSet, LabelSetError
 
 from .messages import MessageFactory, RosbagsFactory, make_header
 
@@ -23,8 +23,11 @@ def msg_to_label_set(msg: Any) -> LabelSet:
     """The LabelSet carried by a seg_perception/msg/LabelSet (either message world).
 
     Raises:
-        LabelSetError: the message's classes are inconsistent (repeated ids or names, none at all).
+        LabelSetError: the message's classes are inconsistent (repeated ids or names, none at all,
+            more than MAX_CLASSES) or one is invalid (see LabelClass).
     """
+    if len(msg.classes) > MAX_CLASSES:
+        raise LabelSetError(f"label set {msg.name!r} has {len(msg.classes)} classes; accepted: 1..{MAX_CLASSES}")
     classes = tuple(LabelClass(int(c.id), str(c.name), tuple(int(v) for v in np.asarray(c.color)))  # type: ignore[misc]
                     for c in msg.classes)
     return LabelSet(str(msg.name), classes, int(msg.ignore_id))

@@ -33,6 +33,7 @@ _PADDING_NAMES = ("", "_")
 _LITTLE_HOST = sys.byteorder == "little"
 _TYPENAME = "sensor_msgs/msg/PointCloud2"
 _CV_MAX_CHANNELS = 512  # OpenCV's CV_CN_MAX, not exported by the cv2 module
+_MAX_POINT_STEP = 2**31 - 1  # numpy keeps a dtype's itemsize in a C int
 
 
 def cloud_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = False) -> np.dtype:
@@ -51,9 +52,11 @@ def cloud_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = Fal
         A numpy structured dtype with explicit offsets and itemsize == point_step.
 
     Raises:
-        ConversionError: unsupported datatype, count < 1, duplicate names, or a field that extends
-            past point_step.
+        ConversionError: unsupported datatype, count < 1, duplicate names, a field that extends
+            past point_step, or point_step beyond 2**31 - 1 bytes.
     """
+    if point_step > _MAX_POINT_STEP:
+        raise ConversionError(f"PointCloud2 point_step {point_step} is too large; accepted: up to {_MAX_POINT_STEP} bytes")
     order = ">" if is_bigendian else "<"
     names: list[str] = []
     formats: list[Any] = []
@@ -240,10 +243,22 @@ def array_to_cloud(
     )
 
 
-def _require_fields(dtype: np.dtype, wanted: Iterable[str], purpose: str) -> None:
+def _require_fields(dtype: np.dtype, wanted: Iterable[str], purpose: str, *, scalar: bool = False) -> None:
+    """Raise unless `dtype` has the fields `wanted` (each with count 1 when `scalar`)."""
+    wanted = list(wanted)
     missing = [name for name in wanted if name not in dtype.names]
     if missing:
         raise ConversionError(f"{purpose} needs field(s) {missing}; the cloud has fields {list(dtype.names)}")
+    arrays = [name for name in wanted if scalar and dtype.fields[name][0].shape]
+    if arrays:
+        counts = [int(np.prod(dtype.fields[name][0].shape)) for name in arrays]
+        raise ConversionError(f"{purpose} needs one value per point in field(s) {arrays}, which have count(s) "
+                              f"{counts}; accepted: count 1")
+
+
+def require_scalar_fields(cloud: np.ndarray, wanted: Iterable[str], purpose: str) -> None:
+    """Raise ConversionError unless the structured `cloud` has the fields `wanted`, each with count 1."""
+    _require_fields(cloud.dtype, wanted, purpose, scalar=True)
 
 
 def _packed_words(data: np.ndarray, geometry: tuple[int, int, int, int]) -> np.ndarray | None:
@@ -269,12 +284,12 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
         float32 array of shape (N, 3), N = height * width minus the dropped points, row-major.
 
     Raises:
-        ConversionError: x, y or z missing (the message names the fields present), or any error
-            of `cloud_to_array`.
+        ConversionError: x, y or z missing (the message names the fields present) or with count
+            other than 1, or any error of `cloud_to_array`.
     """
     view, data, geometry = _cloud_view(msg)
     dtype = view.dtype
-    _require_fields(dtype, ("x", "y", "z"), "cloud_to_xyz")
+    _require_fields(dtype, ("x", "y", "z"), "cloud_to_xyz", scalar=True)
     height, width, point_step, _ = geometry
     (tx, ox), (ty, oy), (tz, oz) = (dtype.fields[name][:2] for name in ("x", "y", "z"))
     words = _packed_words(data, geometry)

@@ -17,27 +17,42 @@ POSE_TYPE = "geometry_msgs/msg/Pose"
 
 # How far R^T R of a transform may stray from I: loose enough for matrices composed in float32.
 _ORTHONORMAL_TOLERANCE = 1e-4
+# Quaternion norms accepted (they are normalised): any sane scale, but neither the zeros of an unset
+# message nor the huge values of uninitialised memory (whose squares overflow to inf, and divided by
+# that norm would silently become a zero quaternion).
+QUATERNION_NORM_RANGE = (1e-6, 1e6)
+
+
+def _normalized(q: np.ndarray, what: str) -> np.ndarray:
+    """(..., 4) quaternions divided by their norms; ConversionError naming `what` for unusable ones."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    low, high = QUATERNION_NORM_RANGE
+    good = np.isfinite(q).all(axis=-1) & (norm[..., 0] >= low) & (norm[..., 0] <= high)
+    if not good.all():
+        raise ConversionError(
+            f"{what} {q[~good][0].tolist()} is invalid; finite values with a norm in [{low:g}, {high:g}] expected"
+        )
+    return q / norm
 
 
 def quaternion_to_matrix(q: Any) -> np.ndarray:
     """Unit quaternions (x, y, z, w), the ROS order, → rotation matrices.
 
     Args:
-        q: (..., 4) array; normalised here, so any non-zero scale is accepted.
+        q: (..., 4) array; normalised here, so any norm in QUATERNION_NORM_RANGE is accepted.
 
     Returns:
         (..., 3, 3) float64 rotation matrices.
 
     Raises:
-        ConversionError: the last axis is not 4, or a quaternion is non-finite or of zero norm.
+        ConversionError: the last axis is not 4, or a quaternion is non-finite or has a norm
+            outside QUATERNION_NORM_RANGE (e.g. all zeros, or components of 1e154).
     """
     q = np.asarray(q, dtype=np.float64)
     if q.ndim == 0 or q.shape[-1] != 4:
         raise ConversionError(f"quaternions of shape {q.shape} are invalid; (..., 4) x, y, z, w expected")
-    norm = np.linalg.norm(q, axis=-1, keepdims=True)
-    if not (np.isfinite(q).all() and (norm > 1e-12).all()):
-        raise ConversionError(f"quaternion {_first_bad(q, norm)} is invalid; finite values with non-zero norm expected")
-    x, y, z, w = np.moveaxis(q / norm, -1, 0)
+    x, y, z, w = np.moveaxis(_normalized(q, "quaternion"), -1, 0)
     return np.stack(
         [
             1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
@@ -46,11 +61,6 @@ def quaternion_to_matrix(q: Any) -> np.ndarray:
         ],
         axis=-1,
     ).reshape(q.shape[:-1] + (3, 3))
-
-
-def _first_bad(q: np.ndarray, norm: np.ndarray) -> list[float]:
-    bad = ~(np.isfinite(q).all(axis=-1) & (norm[..., 0] > 1e-12))
-    return q[bad][0].tolist()
 
 
 def matrix_to_quaternion(R: Any) -> np.ndarray:
@@ -346,7 +356,7 @@ class TransformBuffer:
                 raise ConversionError(
                     f"translation {translation.tolist()} of {parent} -> {child} is invalid; finite values expected"
                 )
-            quaternion = quaternion / _quaternion_norm(quaternion, parent, child)
+            quaternion = _normalized(quaternion, f"rotation of {parent} -> {child}")
         else:
             if parent is None or child is None or (stamp_ns is None and not static):
                 raise ConversionError(
@@ -502,12 +512,3 @@ class TransformBuffer:
         ratio = (stamp_ns - stamps[index - 1]) / (stamps[index] - stamps[index - 1])
         t0, t1 = edge.translations[index - 1], edge.translations[index]
         return _matrix(t0 + ratio * (t1 - t0), slerp(edge.rotations[index - 1], edge.rotations[index], ratio))
-
-
-def _quaternion_norm(q: np.ndarray, parent: str, child: str) -> float:
-    norm = float(np.linalg.norm(q))
-    if not (np.isfinite(q).all() and norm > 1e-12):
-        raise ConversionError(
-            f"rotation {q.tolist()} of {parent} -> {child} is invalid; a finite non-zero quaternion expected"
-        )
-    return norm

@@ -1,10 +1,22 @@
 """Model configurations: architecture, label set, modalities, widths — everything a checkpoint must agree on."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from seg_perception.labels import MAX_CLASSES
+
 MODALITIES = ("rgb", "thermal", "events")
+ARCHITECTURES = ("student", "teacher")
+# Bounds on the sizes a config may ask for, far above the shipped models (widths up to 320, depths up
+# to 4), so that a config alone can never describe a model of absurd size.
+_INTEGER_RANGES = {
+    "num_classes": (2, MAX_CLASSES), "event_bins": (1, 64), "stem_width": (1, 2048), "decoder_width": (1, 2048),
+    "fine_width": (1, 2048), "point_width": (1, 2048), "expansion": (1, 16),
+}
+_TRIPLE_RANGES = {"widths": (1, 2048), "depths": (1, 16)}
 
 
 class ModelError(ValueError):
@@ -46,18 +58,33 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "modalities", tuple(self.modalities))
-        object.__setattr__(self, "widths", tuple(self.widths))
-        object.__setattr__(self, "depths", tuple(self.depths))
-        unknown = [m for m in self.modalities if m not in MODALITIES]
-        if unknown or not self.modalities:
-            raise ModelError(f"modalities {self.modalities} invalid; choose a non-empty subset of {MODALITIES}")
-        ordered = tuple(m for m in MODALITIES if m in self.modalities)
-        object.__setattr__(self, "modalities", ordered)
-        if self.num_classes < 2:
-            raise ModelError(f"num_classes must be >= 2, got {self.num_classes}")
-        if not 0.0 <= self.refine_fraction <= 1.0:
-            raise ModelError(f"refine_fraction must be in [0, 1], got {self.refine_fraction}")
+        """Check every field's type and range.
+
+        Raises:
+            ModelError: naming the field, its value and what is accepted.
+        """
+        if self.architecture not in ARCHITECTURES:
+            raise ModelError(f"architecture {self.architecture!r} is not known; accepted: {', '.join(ARCHITECTURES)}")
+        for name, (low, high) in _INTEGER_RANGES.items():
+            _check_integer(name, getattr(self, name), low, high)
+        for name, (low, high) in _TRIPLE_RANGES.items():
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or len(value) != 3:
+                raise ModelError(f"{name} {value!r} is invalid; accepted: 3 integers in [{low}, {high}]")
+            for item in value:
+                _check_integer(name, item, low, high)
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        modalities = self.modalities
+        if isinstance(modalities, str) or not isinstance(modalities, (list, tuple)) or not modalities or any(
+                m not in MODALITIES for m in modalities):
+            raise ModelError(f"modalities {modalities!r} invalid; choose a non-empty subset of {MODALITIES}")
+        object.__setattr__(self, "modalities", tuple(m for m in MODALITIES if m in modalities))
+        fraction = self.refine_fraction
+        if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) or not (
+                math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+            raise ModelError(f"refine_fraction must be a number in [0, 1], got {fraction!r}")
+        if not isinstance(self.extra, dict):
+            raise ModelError(f"extra {self.extra!r} is invalid; accepted: a mapping")
 
     def channels(self, modality: str) -> int:
         """Input channels of a modality: rgb 3, thermal 1, events `event_bins`."""
@@ -79,11 +106,26 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ModelError(f"model config does not match this version of seg_perception: {exc}") from None
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """The config `to_dict` wrote.
+
+        Raises:
+            ModelError: not a mapping, missing or unknown keys, or a value `__post_init__` refuses.
+        """
+        accepted = {f.name for f in fields(cls)}
+        if not isinstance(data, dict):
+            raise ModelError(f"model config is a {type(data).__name__}; a mapping of {', '.join(sorted(accepted))} expected")
+        missing = sorted({"architecture", "num_classes"} - set(data))
+        unknown = sorted(set(data) - accepted, key=str)
+        if missing or unknown:
+            raise ModelError(f"model config does not match this version of seg_perception: missing {missing}, "
+                             f"unknown {unknown}; accepted keys: {', '.join(sorted(accepted))}")
+        return cls(**data)
+
+
+def _check_integer(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ModelError(f"{name} {value!r} is invalid; accepted: an integer in [{low}, {high}]")
 
 
 def quarter_size(size: int) -> int:

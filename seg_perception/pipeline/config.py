@@ -1,7 +1,8 @@
 """The pipeline's configuration: model and backend, topics per modality, synchronisation, mapping.
 
-One YAML (see config/pipeline/sim.yaml) serves replay and the nodes; every key is optional and an
-unknown key is an error that lists the accepted ones.
+One YAML (see config/pipeline/sim.yaml) serves replay and the nodes; every key is optional, an
+unknown key is an error that lists the accepted ones, and values are taken as YAML typed them:
+`enabled: "no"` is a string, not a boolean, and is refused.
 """
 from __future__ import annotations
 
@@ -78,9 +79,17 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "configuration") -> PipelineConfig:
-        """Raises ConfigError on unknown keys or topic roles."""
+        """The configuration `data` describes (as YAML gives it).
+
+        Raises:
+            ConfigError: unknown keys or topic roles, or a value of the wrong type (naming the key,
+                the value and the accepted type).
+        """
         _check_keys(data, {f.name for f in fields(cls)}, where)
+        _check_types(cls, data, where, skip=("mapping", "static_transforms"))
         values = dict(data)
+        if "slop_ms" in values:
+            _check_keys(values["slop_ms"], set(DEFAULT_TOPICS), f"{where}: slop_ms")
         if "topics" in values:
             _check_keys(values["topics"], set(DEFAULT_TOPICS), f"{where}: topics")
             values["topics"] = {**DEFAULT_TOPICS, **values["topics"]}
@@ -90,8 +99,12 @@ class PipelineConfig:
                 raise ConfigError(f"{where}: topic(s) {twice} are given more than one role; one role a topic")
         if "mapping" in values:
             _check_keys(values["mapping"], {f.name for f in fields(MappingConfig)}, f"{where}: mapping")
+            _check_types(MappingConfig, values["mapping"], f"{where}: mapping")
             values["mapping"] = MappingConfig(**values["mapping"])
         if "static_transforms" in values:
+            if not isinstance(values["static_transforms"], (list, type(None))):
+                raise ConfigError(f"{where}: static_transforms is {values['static_transforms']!r}; accepted: a list "
+                                  "of {parent, child, translation, rotation}")
             values["static_transforms"] = tuple(_static_transform(t, f"{where}: static_transforms[{i}]")
                                                 for i, t in enumerate(values["static_transforms"] or ()))
         return cls(**values)
@@ -101,18 +114,18 @@ class PipelineConfig:
         """From a YAML file; None: the shipped config/pipeline/sim.yaml.
 
         Raises:
-            ConfigError: unreadable YAML, or unknown keys.
+            ConfigError: unreadable YAML, unknown keys, or values of the wrong type.
         """
         path = Path(path) if path is not None else resource_dir("config/pipeline", "*.yaml") / "sim.yaml"
         try:
             with open(path, encoding="utf-8") as stream:
                 data = yaml.safe_load(stream) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read pipeline configuration {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
         for key in ("labels_dir", "camera_info_file", "card"):  # relative to the configuration file
-            if data.get(key):
+            if data.get(key) and isinstance(data[key], str):  # other types are named by from_dict
                 data[key] = str(path.parent / Path(data[key]).expanduser())
         return cls.from_dict(data, str(path))
 
@@ -123,19 +136,67 @@ class PipelineConfig:
 
 def _static_transform(data: Any, where: str) -> StaticTransform:
     _check_keys(data, {f.name for f in fields(StaticTransform)}, where)
-    try:
-        transform = StaticTransform(str(data["parent"]), str(data["child"]),
-                                    tuple(float(v) for v in data.get("translation", (0.0, 0.0, 0.0))),
-                                    tuple(float(v) for v in data.get("rotation", (0.0, 0.0, 0.0, 1.0))))
-    except KeyError as exc:
-        raise ConfigError(f"{where} lacks {exc}; give parent, child, translation [x, y, z], rotation [x, y, z, w]") from None
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: translation must be 3 numbers and rotation 4 (quaternion x, y, z, w)") from None
-    if len(transform.translation) != 3 or len(transform.rotation) != 4:
-        raise ConfigError(f"{where}: translation must be 3 numbers and rotation 4 (quaternion x, y, z, w)")
-    if not math.isclose(math.hypot(*transform.rotation), 1.0, abs_tol=1e-3):
-        raise ConfigError(f"{where}: rotation {list(transform.rotation)} is not a unit quaternion")
-    return transform
+    shape = "give parent, child, translation [x, y, z], rotation [x, y, z, w]"
+    missing = sorted({"parent", "child"} - set(data))
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(map(repr, missing))}; {shape}")
+    if not (isinstance(data["parent"], str) and isinstance(data["child"], str)):
+        raise ConfigError(f"{where}: parent {data['parent']!r} and child {data['child']!r} must be strings (frame ids)")
+    translation = data.get("translation", [0.0, 0.0, 0.0])
+    rotation = data.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    if not (_numbers(translation, 3) and _numbers(rotation, 4)):
+        raise ConfigError(f"{where}: translation must be 3 finite numbers and rotation 4 (quaternion x, y, z, w); "
+                          f"got {translation!r} and {rotation!r}")
+    if not math.isclose(math.hypot(*rotation), 1.0, abs_tol=1e-3):
+        raise ConfigError(f"{where}: rotation {list(rotation)} is not a unit quaternion")
+    return StaticTransform(data["parent"], data["child"], tuple(float(v) for v in translation),
+                           tuple(float(v) for v in rotation))
+
+
+def _numbers(values: Any, count: int) -> bool:
+    return isinstance(values, (list, tuple)) and len(values) == count and all(_fits(v, "float") for v in values)
+
+
+# Accepted YAML types by annotation; the message names them. A bool is no number here (YAML's `yes`
+# would otherwise become 1), and numbers must be finite.
+_ACCEPTED = {"bool": "a boolean (true/false)", "int": "a whole number", "float": "a finite number",
+             "str": "a string"}
+
+
+def _check_types(cls: type, data: dict[str, Any], where: str, skip: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError unless each value of `data` has the type `cls` annotates its key with (the
+    annotations are strings such as "float | None" under `from __future__ import annotations`)."""
+    hints = {f.name: str(f.type) for f in fields(cls)}
+    for key, value in data.items():
+        if key in skip:
+            continue
+        hint = hints[key]
+        if not _fits(value, hint):
+            raise ConfigError(f"{where}: {key} is {value!r} ({type(value).__name__}); accepted: {_describe(hint)}")
+
+
+def _fits(value: Any, hint: str) -> bool:
+    if hint.startswith("dict[str, "):
+        inner = hint[len("dict[str, "):-1]
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, inner) for k, v in value.items())
+    options = [option.strip() for option in hint.split("|")]
+    if "None" in options and value is None:
+        return True
+    if "bool" in options:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if "int" in options:
+        return isinstance(value, int)
+    if "float" in options:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return "str" in options and isinstance(value, str)
+
+
+def _describe(hint: str) -> str:
+    if hint.startswith("dict[str, "):
+        return f"a mapping of names to {_describe(hint[len('dict[str, '):-1])}"
+    return " or ".join("null" if option.strip() == "None" else _ACCEPTED[option.strip()] for option in hint.split("|"))
 
 
 def _check_keys(data: Any, accepted: set[str], where: str) -> None:
