@@ -110,7 +110,7 @@ def onnx_document(model: Any, path: Path) -> dict[str, Any] | None:
     try:
         document = json.loads(props[METADATA_KEY])
     except ValueError as exc:
-        raise EngineError(f"{path}: its seg_perception metadata is not valid JSON ({exc}); re-export it") from None
+        raise EngineError(f"{path}: its seg_perception metadata is not JSON ({exc}); re-export it") from None
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise EngineError(f"{path} has export format {found!r}; this version reads {EXPORT_FORMAT!r} — re-export it")
