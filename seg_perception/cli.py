@@ -130,7 +130,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
-def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | None) -> object:
+def _train_config(args: argparse.Namespace, architecture: str, teacher: str | None) -> object:
     import torch
 
     from seg_perception.training import TrainConfig
@@ -142,7 +142,9 @@ def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | N
                        train_samples=args.samples, cache_dir=args.cache_dir,
                        image_size=tuple(args.size) if args.size else None, stretch=args.stretch,
                        epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                       teacher=teacher, seed=args.seed, workers=args.workers, resume=args.resume)
+                       teacher=teacher, teacher_card=getattr(args, "teacher_card", None),
+                       teacher_class_map=getattr(args, "teacher_class_map", None), seed=args.seed,
+                       workers=args.workers, resume=args.resume)
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,10 +157,17 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_distill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("distill", help="train a student from labels and a teacher checkpoint",
+    parser = commands.add_parser("distill", help="train a student from labels and a teacher",
                                  description="Distil a student: labels plus the teacher's logits (KL, temperature) "
-                                             "and features (through a learned projection).")
-    parser.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (.safetensors)")
+                                             "and, from a seg_perception teacher, its features (through a learned "
+                                             "projection). The teacher may be your own ONNX or TensorRT network "
+                                             "with its model card (README: Your own model).")
+    parser.add_argument("--teacher", required=True,
+                        help="shipped teacher name, .safetensors checkpoint, or your own .onnx/.plan network")
+    parser.add_argument("--teacher-card", default=None, metavar="YAML",
+                        help="model card of a teacher network (default: embedded in the .onnx or beside it)")
+    parser.add_argument("--teacher-class-map", default=None, metavar="MAP",
+                        help="label map from a teacher network's classes onto the student's label set")
     _training_options(parser)
     parser.set_defaults(run=lambda args: _train(_train_config(args, "student", args.teacher)))
 
@@ -166,10 +175,11 @@ def _add_distill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _train(config: object) -> int:
     from seg_perception.labels import LabelSetError
     from seg_perception.training import FolderDatasetError, train
+    from seg_perception.training.teachers import TeacherError
 
     try:
         summary = train(config)  # type: ignore[arg-type]
-    except (FolderDatasetError, LabelSetError) as exc:
+    except (FolderDatasetError, LabelSetError, TeacherError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"best val mIoU {summary['best_val_miou'] * 100:.1f} after {summary['steps']} steps "

@@ -22,7 +22,6 @@ from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models import (
     ModelConfig,
     build_model,
-    load_checkpoint,
     modality_dropout,
     save_checkpoint,
     stack_inputs,
@@ -32,6 +31,7 @@ from seg_perception.models import (
 
 from .evaluate import evaluate
 from .losses import FeatureKD, cross_entropy, logit_kd, selector_loss
+from .teachers import CheckpointTeacher, load_teacher
 
 
 @dataclass
@@ -54,7 +54,9 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    teacher: Path | None = None
+    teacher: str | None = None             # distil from: a shipped name, a checkpoint, or an .onnx/.plan with its card
+    teacher_card: str | None = None        # the model card of a teacher network (default: embedded or beside it)
+    teacher_class_map: str | None = None   # a label map from the teacher network's classes onto the student's
     kd_temperature: float = 2.0
     kd_weight: float = 1.0
     feature_kd_weight: float = 0.5
@@ -151,18 +153,21 @@ def train(config: TrainConfig) -> dict[str, Any]:
     factory = student_config if config.architecture == "student" else teacher_config
     model_config: ModelConfig = factory(label_set.num_classes, tuple(config.modalities), **config.model_overrides)
     model = build_model(model_config)
-    teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
+    teacher = (load_teacher(config.teacher, label_set, card=config.teacher_card, class_map=config.teacher_class_map)
+               if config.teacher else None)
     train_set, val_set = _datasets(config, label_set)
     # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
     # outputs are computed once and read back: distillation then costs about what plain training does.
-    cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
-    teacher_outputs = _teacher_dir(config) if cache_teacher else None
+    cache_teacher = (isinstance(teacher, CheckpointTeacher) and config.cache_dir is not None
+                     and config.data == "sim")
+    teacher_outputs = _teacher_dir(config, teacher) if cache_teacher else None
     precompute_s = 0.0
     if teacher_outputs is not None and rank == 0:
         precompute_s = _precompute_teacher(teacher, train_set, teacher_outputs)
     if world > 1:
         torch.distributed.barrier()
-    feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
+    feature_kd = (FeatureKD(model_config.decoder_width, teacher.feature_width)
+                  if teacher is not None and teacher.feature_width else None)
     parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "history": []}
@@ -214,7 +219,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                   "boundary_miou": scores.get("boundary_miou")}
         state["history"].append(record)
         if rank == 0:
-            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best)
+            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best,
+                  teacher=teacher.document if teacher is not None else None)
             best = max(best, scores["miou"])
             print(json.dumps(record), flush=True)
         if budget_s is not None and state["elapsed_s"] >= budget_s:
@@ -242,22 +248,18 @@ def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: Tr
                                           ohem_fraction=config.ohem_fraction)
         loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
     if teacher is not None:
-        if teacher_outputs is not None:
-            target = _read_teacher(teacher_outputs, batch["index"])
-        else:
-            with torch.no_grad():
-                teacher_x, present_t = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
-                target = teacher(teacher_x, present_t)
-        loss = loss + config.kd_weight * logit_kd(out["logits"], _teacher_logits(target), config.kd_temperature,
+        target = _read_teacher(teacher_outputs, batch["index"]) if teacher_outputs is not None else teacher(batch)
+        loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits"], config.kd_temperature,
                                                   labels, ignore)
-        loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
+        if feature_kd is not None:
+            loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
     return loss
 
 
-def _teacher_dir(config: TrainConfig) -> Path:
+def _teacher_dir(config: TrainConfig, teacher: Any) -> Path:
     import hashlib
 
-    digest = hashlib.sha256(Path(config.teacher).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(Path(teacher.document["model"]).read_bytes()).hexdigest()[:16]
     return Path(config.cache_dir) / f"teacher-{digest}-{config.data}-{config.train_samples}-{config.image_size[0]}x{config.image_size[1]}"
 
 
@@ -271,10 +273,9 @@ def _precompute_teacher(teacher: Any, dataset: Any, folder: Path) -> float:
     todo = [i for i in range(len(dataset)) if not (folder / f"{i:07d}.npz").exists()]
     for index in tqdm(todo, desc="teacher outputs", leave=False, dynamic_ncols=True):
         sample = dataset[index]
-        x, present = stack_inputs({m: sample[m][None] for m in teacher.config.modalities}, teacher.config)
-        out = teacher(x, present)
+        out = teacher({m: sample[m][None] for m in teacher.modalities})
         partial = folder / f"{index:07d}.tmp.npz"
-        np.savez(partial, logits=_teacher_logits(out)[0].half().numpy(), features=out["features"][0].half().numpy())
+        np.savez(partial, logits=out["logits"][0].half().numpy(), features=out["features"][0].half().numpy())
         partial.replace(folder / f"{index:07d}.npz")
     return time.monotonic() - started
 
@@ -284,15 +285,12 @@ def _read_teacher(folder: Path, indices: torch.Tensor) -> dict[str, torch.Tensor
     return {key: torch.from_numpy(np.stack([s[key] for s in stored])).float() for key in ("logits", "features")}
 
 
-def _teacher_logits(out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The teacher's logits at the lowest resolution they exist at (bilinear upsampling recovers the rest)."""
-    return out.get("logits_quarter", out["logits"])
-
-
 def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any], label_set: Any,
-          config: TrainConfig, scores: dict[str, Any], best: bool) -> None:
+          config: TrainConfig, scores: dict[str, Any], best: bool, teacher: dict[str, Any] | None = None) -> None:
     training = {"config": config.to_dict(), "epoch": state["epoch"], "steps": state["step"],
                 "elapsed_s": round(state["elapsed_s"], 1), "val": {k: scores[k] for k in ("miou", "boundary_miou")}}
+    if teacher is not None:
+        training["teacher"] = teacher
     model_id = f"{config.architecture}_{'_'.join(model.config.modalities)}"
     save_checkpoint(out / "last.safetensors", model, label_set, model_id=model_id, training=training)
     if best:
