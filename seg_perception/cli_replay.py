@@ -74,6 +74,21 @@ def _replay(args: argparse.Namespace) -> int:
     print(summary_table(report))
     print(_throughput(report.frames, time.monotonic() - started))
     print(f"report: {args.out / 'report.md'}")
+    return _exit_status(report)
+
+
+def _exit_status(report: Any) -> int:
+    """0 when every bag was replayed and frames came out of them; else 1, with one line on stderr saying why."""
+    from seg_perception.pipeline.replay import BAG_FAILED
+
+    failed = sorted(k.split(": ", 1)[1] for k in report.skipped if k.startswith(BAG_FAILED))
+    if failed:
+        print(f"error: {len(failed)} bag(s) failed and are not in the report: {', '.join(failed)} (the log says why)",
+              file=sys.stderr)
+        return 1
+    if not report.frames:
+        print("error: no frame was replayed (check --topic and the report's skipped reasons)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -162,3 +162,23 @@ def test_realtime_replay_drops_what_a_live_node_could_not_keep_up_with(tmp_path)
     assert report.frames + report.frames_dropped == 8
     assert 2 <= report.frames <= 5 and report.frames_dropped >= 3
     assert elapsed < 0.7 + 2 * 0.25 + 1.0  # the bag's 0.7 s, the frames in hand, start-up: no backlog
+
+
+def test_one_bad_bag_among_several_fails_the_exit_status_and_keeps_the_good_report(tmp_path, capsys):
+    import json
+
+    from seg_perception.cli import main
+    from seg_perception.sim import World
+    from seg_perception.sim.bag import write_bag
+
+    good = tmp_path / "good"
+    write_bag(good, World(3, "day"), 2, lidar=False, events=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "bad_0.mcap").write_bytes(b"\x89MCAP0\r\n" + b"\x00" * 100)
+    code = main(["replay", str(good), str(bad), "--out", str(tmp_path / "out"), "--model", "student_rgb",
+                 "--no-map", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 bag(s) failed" in err and "bad" in err and "Traceback" not in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["frames"] == 2

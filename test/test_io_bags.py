@@ -95,3 +95,36 @@ def test_a_file_that_is_not_mcap_at_all_is_still_an_error(tmp_path):
     (bag / "bag.mcap").write_bytes(b"not a bag" * 100)
     with pytest.raises(BagError, match="cannot read"):
         list(read_messages(bag))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_bags_the_package_writes_carry_chunk_crcs_that_readers_check(tmp_path, compress):
+    import zlib
+
+    from mcap.data_stream import ReadDataStream
+    from mcap.reader import make_reader
+    from mcap.records import Chunk
+
+    from seg_perception.io import BagWriter, RosbagsFactory, array_to_image, make_header
+
+    factory = RosbagsFactory()
+    with BagWriter(tmp_path / "bag", compress=compress) as writer:
+        for i in range(3):
+            image = array_to_image(np.full((8, 8), i, np.uint8), "mono8", header=make_header(factory, i, "cam"),
+                                   factory=factory)
+            writer.write("/image", image, i + 1)
+    (path,) = (tmp_path / "bag").glob("*.mcap")
+    with open(path, "rb") as stream:
+        summary = make_reader(stream).get_summary()
+        assert summary.chunk_indexes
+        for index in summary.chunk_indexes:
+            stream.seek(index.chunk_start_offset + 9)
+            chunk = Chunk.read(ReadDataStream(stream))
+            assert chunk.compression == ("zstd" if compress else "")
+            import zstandard
+
+            data = zstandard.ZstdDecompressor().decompress(chunk.data, max_output_size=chunk.uncompressed_size) \
+                if compress else chunk.data
+            assert chunk.uncompressed_crc == zlib.crc32(data) != 0
+    with open(path, "rb") as stream:  # the mcap library checks them
+        assert len(list(make_reader(stream, validate_crcs=True).iter_messages())) == 3

@@ -212,3 +212,25 @@ def test_only_the_topics_the_run_uses_are_read(bag, config, tmp_path, monkeypatc
     assert requested[-1] == camera  # RGB model, no map: no thermal, events, LiDAR, nor the TF that places LiDAR
     replay_bag(bag, config, tmp_path / "b", ReplayOptions(record=False))
     assert requested[-1] == camera | {"/lidar/points", "/lidar/labels", "/tf", "/tf_static"}
+
+
+def test_a_damaged_chunk_costs_its_own_frames_and_reading_goes_on_after_it(bag, config, tmp_path):
+    from mcap.reader import make_reader
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(bag, damaged)
+    (mcap_file,) = damaged.glob("*.mcap")
+    with open(mcap_file, "rb") as stream:
+        chunks = make_reader(stream).get_summary().chunk_indexes
+    assert len(chunks) >= 3
+    middle = chunks[len(chunks) // 2]
+    data = bytearray(mcap_file.read_bytes())
+    end = middle.chunk_start_offset + middle.chunk_length
+    data[end - 4096:end] = bytes(4096)  # the tail of its compressed records
+    mcap_file.write_bytes(bytes(data))
+    report = replay_bag(damaged, config, tmp_path / "out")
+    assert report.skipped.get("damaged chunk skipped", 0) >= 1
+    assert not [r for r in report.skipped if r.startswith("bag reading stopped")]
+    with BagReader(tmp_path / "out" / "damaged") as output:
+        stamps = [m.log_time_ns for m in output.messages(["/seg_perception/labels"])]
+    assert stamps and max(stamps) > middle.message_end_time  # frames after the damaged chunk were replayed

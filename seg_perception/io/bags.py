@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ class BagWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._writer.close()
+        path = mcap_file(self.path)
+        if path is not None:
+            fill_chunk_crcs(path)
 
     def write(self, topic: str, msg: Any, log_time_ns: int, *, latched: bool = False) -> None:
         """Serialise `msg` (a type-store message) to CDR and append it on `topic` at `log_time_ns`."""
@@ -87,6 +91,41 @@ class BagWriter:
         elif connection.msgtype != typename:
             raise BagError(f"topic {topic} already carries {connection.msgtype}; cannot also write {typename}")
         self._writer.write(connection, int(log_time_ns), self.typestore.serialize_cdr(msg, typename))
+
+
+def fill_chunk_crcs(path: Path) -> None:
+    """Write each chunk's CRC into a finished MCAP file whose chunks carry none (0: "not computed").
+
+    rosbags' MCAP writer computes no chunk CRC, so flipped bytes that still decompress would reach
+    the pipeline unnoticed; every bag the package writes gets them here, and readers (rosbags, the
+    mcap library, `IndexedMcap`) check them.
+    """
+    import zlib
+
+    from mcap.data_stream import ReadDataStream
+    from mcap.reader import make_reader
+    from mcap.records import Chunk
+
+    with open(path, "r+b") as stream:
+        summary = make_reader(stream).get_summary()
+        for index in summary.chunk_indexes if summary is not None else ():
+            stream.seek(index.chunk_start_offset + _RECORD_HEAD)
+            chunk = Chunk.read(ReadDataStream(stream))
+            if chunk.uncompressed_crc:
+                continue
+            data = chunk.data
+            if chunk.compression == "zstd":
+                import zstandard
+
+                data = zstandard.ZstdDecompressor().decompress(data, max_output_size=chunk.uncompressed_size)
+            elif chunk.compression:
+                continue  # only what this package writes: zstd or none
+            stream.seek(index.chunk_start_offset + _RECORD_HEAD + _CRC_AT)
+            stream.write(struct.pack("<I", zlib.crc32(data)))
+
+
+_RECORD_HEAD = 9  # an MCAP record's opcode (1 byte) and length (8)
+_CRC_AT = 24  # a Chunk record's uncompressed_crc follows its start time, end time and uncompressed size (u64 each)
 
 
 class BagReader:
@@ -109,6 +148,12 @@ class BagReader:
         self._reader: Any = None
         self._salvage: TruncatedMcap | None = None
         self._indexed: IndexedMcap | None = None
+        self._undecodable: list[str] = []
+
+    @property
+    def damaged(self) -> list[str]:
+        """What was skipped while reading, and why: damaged chunks, messages that do not deserialise."""
+        return (self._indexed.damaged if self._indexed is not None else []) + self._undecodable
 
     def __enter__(self) -> BagReader:
         from rosbags.highlevel import AnyReader, AnyReaderError
@@ -201,9 +246,10 @@ class BagReader:
             typename = self.topics[topic]
             try:
                 msg = deserialize(raw, typename)
-            except (SerdeError, AnyReaderError) as exc:
-                raise BagError(f"{self._indexed.path}: the {typename} message on {topic} at {log_time} ns does "
-                               f"not deserialise: {exc}") from exc
+            except (SerdeError, AnyReaderError, ValueError, IndexError, struct.error) as exc:  # skipped, named
+                self._undecodable.append(f"{self._indexed.path}: the {typename} message on {topic} at {log_time} ns "
+                                         f"does not deserialise: {exc}")
+                continue
             yield BagMessage(topic, typename, log_time, msg)
 
     def _error(self, exc: Exception) -> BagError:

@@ -9,8 +9,9 @@ up to the end of its last wanted message: reading the sim drive's camera topics 
 CPU (`bench/bench_replay.py`, camera_topics_read_cpu_ms_per_frame). This is written here because
 neither library reads a chunk partially.
 
-A chunk's CRC covers the whole chunk, so it is checked only where a chunk is read whole; damage
-that breaks decompression or the index, or fails a checked CRC, is a BagError.
+A chunk's CRC covers the whole chunk, so it is checked only where a chunk is read whole. A chunk whose
+damage breaks decompression or the index, or fails a checked CRC, is skipped and named in `damaged`:
+the chunks after it are read on (one damaged chunk costs its own messages, not the rest of the bag).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class IndexedMcap:
             s is not None and s.encoding == "ros2msg" and c.message_encoding == "cdr" for c, s in zip(channels, schemas))
         self.ros2_types = ({c.topic: (s.name, s.data.decode()) for c, s in zip(channels, schemas)} if rosbag2
                            else None)
+        self.damaged: list[str] = []  # why each skipped chunk was skipped
 
     @classmethod
     def open(cls, path: Path) -> IndexedMcap | None:
@@ -76,11 +78,8 @@ class IndexedMcap:
 
     def messages(self, topics: Collection[str]) -> Iterator[tuple[str, int, bytes]]:
         """(topic, log time ns, CDR bytes) of the messages on `topics`; messages of equal log time
-        in file order, as rosbags gives them.
-
-        Raises:
-            BagError: a chunk does not decompress, or its index points at no message.
-        """
+        in file order, as rosbags gives them. A chunk that does not decompress, fails its checksum or
+        whose index points at no message is skipped, and the reason added to `damaged`."""
         wanted = {cid for cid, topic in self._topics.items() if topic in topics}
         chunks = [c for c in self._chunks if wanted & c.message_index_offsets.keys()]
         # Each chunk's first entry is a marker at its start time: a chunk is decompressed only when
@@ -91,9 +90,26 @@ class IndexedMcap:
 
     def _chunk_messages(self, chunk: Any, wanted: set[int]) -> Iterator[tuple[int, int, int, str | None, bytes]]:
         yield chunk.message_start_time, chunk.chunk_start_offset, -1, None, b""
+        try:
+            found = self._read_chunk(chunk, wanted)
+        except BagError as exc:
+            self.damaged.append(str(exc))
+            return
+        yield from found
+
+    def _read_chunk(self, chunk: Any, wanted: set[int]) -> list[tuple[int, int, int, str | None, bytes]]:
+        """The wanted messages of one chunk, sorted by (log time, file order).
+
+        Raises:
+            BagError: the chunk or its index is damaged.
+        """
+        try:
+            stored = self._chunk(chunk)
+        except Exception as exc:  # the mcap library's record parsing: struct errors, EOF, bad lengths
+            raise BagError(f"{self._where(chunk)} is not a readable chunk record ({exc}); the file is damaged") from exc
         index = sorted((offset, cid) for cid in wanted & chunk.message_index_offsets.keys()
                        for _, offset in self._message_index(chunk.message_index_offsets[cid]))
-        records = _Prefix(self._chunk(chunk), self._where(chunk))
+        records = _Prefix(stored, self._where(chunk))
         found = []
         for offset, cid in index:
             head = offset + _RECORD_HEAD.size
@@ -105,7 +121,7 @@ class IndexedMcap:
                                f"{offset}, where there is none; the file is damaged")
             found.append((log_time, chunk.chunk_start_offset, offset, self._topics[cid],
                           bytes(records.data[head + _MESSAGE_HEAD.size:head + length])))
-        yield from sorted(found, key=lambda m: m[:3])
+        return sorted(found, key=lambda m: m[:3])
 
     def _message_index(self, offset: int) -> list[tuple[int, int]]:
         from mcap.data_stream import ReadDataStream

@@ -40,6 +40,7 @@ from .sync import FrameBundle, Synchronizer
 log = logging.getLogger(__name__)
 OUTPUT_NAMESPACE = "/seg_perception"
 PARTNERS = ("thermal", "lidar", "labels", "lidar_labels")  # synchronised to the RGB frames, each with its own slop
+BAG_FAILED = "bag not replayed"  # the report's skipped reason for a bag that failed as a whole
 MAP_EVERY_FRAMES = 10  # the voxel map is recorded every this many frames and at the end
 READ_AHEAD_MESSAGES = 32  # decoded messages the reader thread may hold ahead of inference
 WRITE_AHEAD_FRAMES = 4  # results the writer thread may hold behind inference
@@ -176,7 +177,7 @@ class _Run:
             import shutil
 
             shutil.rmtree(path)
-        self.writer = BagWriter(path, "mcap").__enter__()
+        self.writer = BagWriter(path, "mcap", compress=True).__enter__()  # zstd chunks, with CRCs
         self.writer.write(f"{OUTPUT_NAMESPACE}/label_set", label_set_to_msg(self.segmenter.label_set), 0, latched=True)
 
     def play(self, roles: dict[str, str]) -> None:
@@ -234,6 +235,10 @@ class _Run:
         except BagError as exc:  # e.g. a corrupt chunk mid-bag: what was read is still replayed and kept
             log.error("%s: reading stopped: %s", self.bag.name, exc)
             self.sink.submit(self.report.count_skipped, f"bag reading stopped: {_reason(exc)}")
+        for damage in self.reader.damaged:  # skipped chunks and messages: read past, counted, named in the log
+            log.warning("%s: skipped: %s", self.bag.name, damage)
+            what = "damaged chunk" if "chunk at byte" in damage else "message that does not deserialise"
+            self.sink.submit(self.report.count_skipped, f"{what} skipped")
         waiting.extend(self.sync.flush())
         while waiting:
             scheduler.submit(_Frame(waiting.popleft(), self.camera))
@@ -436,7 +441,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
     merged = EvaluationReport.merge(reports)
     for bag, error in failures.items():
         log.error("%s was not replayed: %s", bag, error)
-        merged.count_skipped(f"bag not replayed: {Path(bag).name}")
+        merged.count_skipped(f"{BAG_FAILED}: {Path(bag).name}")
     merged.write(out_dir)
     return merged
 
