@@ -171,13 +171,51 @@ def test_stream_decoder_drops_events_before_state_like_event_camera_codecs():
     np.testing.assert_array_equal(later, _expected([(6, 4, 0, 0)], lambda us: STAMP))
 
 
-def test_packets_of_a_stream_get_ros_time_relative_to_their_first_event():
+def test_a_stream_is_aligned_to_ros_time_once_at_its_first_packet():
     decoder = Evt3Decoder(640, 480)
     factory = RosbagsFactory()
     a = packet_to_events(_packet(factory, _words(*HAND_WORDS[:9]), stamp=STAMP), decoder=decoder)
+    # the second packet's stamp is 5 µs late against the sensor clock (driver jitter): its events keep
+    # the sensor clock's spacing from the first packet's
     b = packet_to_events(_packet(factory, _words(*HAND_WORDS[9:]), stamp=STAMP + 5_000), decoder=decoder)
-    assert a["t"][0] == STAMP and b["t"][0] == STAMP + 5_000
-    np.testing.assert_array_equal(np.diff(b["t"]), np.diff([us * 1000 for *_, us in HAND_EVENTS[7:]]))
+    first_us = HAND_EVENTS[0][3]
+    assert a["t"][0] == STAMP
+    np.testing.assert_array_equal(b["t"], [STAMP + (us - first_us) * 1000 for *_, us in HAND_EVENTS[7:]])
+
+
+def test_event_time_of_a_recorded_stream_is_continuous_and_follows_the_sensor_clock():
+    """A metavision_driver-style recording: the raw stream cut into packets at arbitrary words, each stamped
+    with the ROS time its buffer arrived (the first at its first event, later ones 0–4 ms late). Anchoring
+    each packet to its own stamp made time run backwards at about half of the boundaries."""
+    rng = np.random.default_rng(7)
+    sensor_us = np.sort(rng.integers(1_000_000, 1_400_000, 20_000))
+    events = np.zeros(sensor_us.size, EVENT_DTYPE)
+    events["x"], events["y"] = rng.integers(0, 640, sensor_us.size), rng.integers(0, 480, sensor_us.size)
+    events["p"], events["t"] = rng.integers(0, 2, sensor_us.size), sensor_us * 1000
+    words = np.frombuffer(encode_evt3(events, 640, 480).tobytes(), "<u2")
+    cuts = np.sort(rng.choice(np.arange(1, words.size), 60, replace=False))
+    offset = STAMP - int(sensor_us[0]) * 1000  # ROS time = sensor time + offset (the truth)
+    decoder, factory, decoded, seen = Evt3Decoder(640, 480), RosbagsFactory(), [], 0
+    for i, chunk in enumerate(np.split(words, cuts)):
+        first = sensor_us[min(seen, sensor_us.size - 1)]  # the sensor time of the packet's first event, roughly
+        late = 0 if i == 0 else int(rng.integers(0, 4_000_000))
+        out = packet_to_events(_packet(factory, chunk.tobytes(), stamp=int(first) * 1000 + offset + late),
+                               decoder=decoder)
+        seen += out.size
+        decoded.append(out)
+    t = np.concatenate(decoded)["t"]
+    assert t.size == sensor_us.size and decoder.realigned == 0
+    assert (np.diff(t) >= 0).all()  # monotone across packets
+    assert np.abs(t - (sensor_us * 1000 + offset)).max() < 1000  # within one sensor-clock tick (1 µs)
+
+
+def test_a_clock_jump_realigns_the_stream():
+    decoder = Evt3Decoder(640, 480)
+    factory = RosbagsFactory()
+    packet_to_events(_packet(factory, _words(*HAND_WORDS[:9]), stamp=STAMP), decoder=decoder)
+    jumped = packet_to_events(_packet(factory, _words(*HAND_WORDS[9:]), stamp=STAMP + 10_000_000_000),
+                              decoder=decoder)
+    assert decoder.realigned == 1 and jumped["t"][0] == STAMP + 10_000_000_000
 
 
 # ---------------------------------------------------------------------------------------------- evt3 encoding

@@ -15,9 +15,12 @@ Time of an event, per message type:
   gives for the best ROS-time estimate (`time_base + dt` would be sensor time instead).
 - event_camera_msgs/EventPacket "evt3": the stream carries sensor time only (µs, 24 bits plus
   wrap-arounds); metavision_driver sets `time_base = 0` ("not used") and stamps the header with the
-  ROS time at which the packet's first raw buffer arrived. So `t = header.stamp + (sensor_t -
-  sensor_t_first) * 1000`, `sensor_t_first` being the sensor time of the packet's first event: the
-  first event gets the header stamp, and the others keep their exact sensor-time spacing.
+  ROS time at which the packet's first raw buffer arrived. A self-contained packet decoded alone gets
+  `t = header.stamp + (sensor_t - sensor_t_first) * 1000`, `sensor_t_first` being the sensor time of
+  its first event. A stream decoded with its `Evt3Decoder` is aligned to ROS time once, at its first
+  packet, and keeps the sensor clock after that (`t = sensor_t * 1000 + offset`): header stamps
+  jitter with the driver's buffering (by milliseconds), and anchoring every packet to its own stamp
+  made time run backwards at packet boundaries. The offset is set again only on a clock jump.
   `Evt3Decoder.decode` returns the sensor time itself (`t` = sensor µs × 1000).
 
 evt3 (Prophesee EVT 3.0, what metavision_driver publishes) is a stream of 16-bit words, the type in
@@ -52,6 +55,7 @@ PACKET_ENCODINGS = ("evt3", "mono")
 ADDR_Y, ADDR_X, VECT_BASE_X, VECT_12, VECT_8 = 0x0, 0x2, 0x3, 0x4, 0x5
 TIME_LOW, CONTINUED_4, TIME_HIGH, PADDING, EXT_TRIGGER, OTHERS, CONTINUED_12 = 0x6, 0x7, 0x8, 0x9, 0xA, 0xE, 0xF
 EVT3_MAX_SIZE = 2048  # 11-bit x and y
+CLOCK_JUMP_NS = 500_000_000  # a stream whose stamps and sensor clock disagree by more is aligned again
 _KNOWN_TYPES = (ADDR_Y, ADDR_X, VECT_BASE_X, VECT_12, VECT_8, TIME_LOW, CONTINUED_4, TIME_HIGH, PADDING,
                 EXT_TRIGGER, OTHERS, CONTINUED_12)
 # A TIME_HIGH that falls back by at least this much (of 4096) is a wrap of the 24-bit µs counter;
@@ -186,6 +190,8 @@ class Evt3Decoder:
                 f"evt3 sensor size {width}x{height} is not supported; accepted: 1..{EVT3_MAX_SIZE} in each dimension")
         self.width, self.height = int(width), int(height)
         self.dropped = 0
+        self.realigned = 0  # clock jumps the stream's ROS-time alignment was set again for
+        self._offset_ns: int | None = None  # ROS time - sensor time, from the stream's first packet
         # -1 = not yet set by the stream; base_x includes the auto-increments of vectors seen since.
         self._y, self._high, self._base_x, self._pol, self._loops, self._low = -1, -1, -1, 0, 0, 0
 
@@ -251,8 +257,23 @@ class Evt3Decoder:
         _check_range(max_x, int(y[:count].max()), self.width, self.height, "evt3 stream")
         out = np.empty(count, dtype=EVENT_DTYPE)
         out["x"], out["y"], out["p"] = x[:count], y[:count], p[:count]
-        out["t"] = us[:count] * 1000 if stamp is None else (us[:count] - us[0]) * 1000 + stamp
+        if stamp is None:
+            out["t"] = us[:count] * 1000
+        elif strict:  # a self-contained packet: its first event at its header stamp
+            out["t"] = (us[:count] - us[0]) * 1000 + stamp
+        else:
+            out["t"] = us[:count] * 1000 + self._align(stamp, int(us[0]) * 1000)
         return out
+
+    def _align(self, stamp: int, sensor_first_ns: int) -> int:
+        """The offset from sensor time to ROS time: set by the stream's first packet (its first event at its
+        header stamp) and kept, so event time is continuous across packets whatever the jitter of the
+        header stamps (the time a buffer reached the driver); set again only on a clock jump, when a
+        packet's stamp and the kept offset disagree by more than CLOCK_JUMP_NS (a sensor or ROS clock reset)."""
+        if self._offset_ns is None or abs(stamp - (sensor_first_ns + self._offset_ns)) > CLOCK_JUMP_NS:
+            self.realigned += self._offset_ns is not None
+            self._offset_ns = stamp - sensor_first_ns
+        return self._offset_ns
 
 
 @functools.cache
