@@ -35,6 +35,7 @@ from seg_perception.io import (
     TransformBuffer,
     array_to_compressed,
     camera_model_from_info,
+    camera_model_from_yaml,
     cloud_to_array,
     cloud_to_columns,
     cloud_to_xyz,
@@ -415,6 +416,21 @@ def test_label_set_files(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("labels") / "set.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     survives(lambda: load_label_set(path), LabelSetError)
+
+
+CALIBRATION = {"image_width": 64, "image_height": 48, "distortion_model": "plumb_bob",
+               "camera_matrix": {"rows": 3, "cols": 3, "data": [50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0]},
+               "distortion_coefficients": {"rows": 1, "cols": 5, "data": [-0.1, 0.01, 0.0, 0.0, 0.0]},
+               "rectification_matrix": {"rows": 3, "cols": 3, "data": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]},
+               "projection_matrix": {"rows": 3, "cols": 4, "data": [50.0, 0, 32.0, 0, 0, 50.0, 24.0, 0, 0, 0, 1.0, 0]}}
+
+
+@fuzz(100)
+@given(st.one_of(damaged_document(CALIBRATION).map(yaml.safe_dump), st.text(max_size=40)))
+def test_camera_calibration_files(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("calibration") / "camera.yaml"
+    path.write_text(text)
+    survives(lambda: camera_model_from_yaml(path, "camera", max_pixels=MAX_PIXELS), ConversionError)
 
 
 PIPELINE = {"model": "student_rgb", "threads": 2, "topics": {"rgb": "/cam", "labels": None},
