@@ -124,11 +124,12 @@ def mutated(data: bytes) -> st.SearchStrategy[bytes]:
     return mutate()
 
 
-json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False), st.text(max_size=8)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=12,
-)
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.sampled_from([10**400, -(10**400), 2**64]),
+                        st.floats(allow_nan=False), st.text(max_size=8))
+# Mostly a leaf (a wrong scalar is the likeliest damage), sometimes a nested structure.
+json_values = st.one_of(json_leaves, st.recursive(
+    json_leaves, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12))
 
 
 @st.composite
