@@ -407,6 +407,8 @@ def test_camera_calibration_yaml_known_answer(tmp_path):
       "distortion_coefficients: [-0.1, 0.01]"), r"distortion_coefficients is \[-0.1, 0.01\], not"),
     (("distortion_model: plumb_bob", "distortion_model: [plumb_bob]"), r"distortion_model \['plumb_bob'\] is not a string"),
     (("data: [500.0, 0.0, 320.5, 0.0, 501.0", "data: [abc, 0.0, 320.5, 0.0, 501.0"), r"a matrix is not numbers"),
+    (("data: [500.0, 0.0, 320.5, 0.0, 501.0", "data: [1" + "0" * 400 + ", 0.0, 320.5, 0.0, 501.0"),
+     r"a matrix is not numbers"),
     (("image_width: 640\n", "- 640\n"), r"cannot read camera calibration|holds a list"),
 ])
 def test_malformed_camera_calibration_yaml_is_a_conversion_error(tmp_path, replace, match):

@@ -503,5 +503,5 @@ def camera_model_from_yaml(path: str | Path, frame_id: str, *, max_pixels: int =
                            R=matrix("rectification_matrix", np.eye(3)), P=matrix("projection_matrix"), frame_id=frame_id)
     except ConversionError:
         raise
-    except (TypeError, ValueError) as exc:  # matrix data that is not numbers (a string, ragged rows)
+    except (TypeError, ValueError, OverflowError) as exc:  # not numbers: a string, ragged rows, a 400-digit integer
         raise ConversionError(f"camera calibration {path}: a matrix is not numbers ({exc}); {expected}") from None
