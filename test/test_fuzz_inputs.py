@@ -35,6 +35,7 @@ from seg_perception.io import (
     TransformBuffer,
     array_to_compressed,
     camera_model_from_info,
+    camera_model_from_yaml,
     cloud_to_array,
     cloud_to_columns,
     cloud_to_xyz,
@@ -123,11 +124,12 @@ def mutated(data: bytes) -> st.SearchStrategy[bytes]:
     return mutate()
 
 
-json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False), st.text(max_size=8)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=12,
-)
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.sampled_from([10**400, -(10**400), 2**64]),
+                        st.floats(allow_nan=False), st.text(max_size=8))
+# Mostly a leaf (a wrong scalar is the likeliest damage), sometimes a nested structure.
+json_values = st.one_of(json_leaves, st.recursive(
+    json_leaves, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12))
 
 
 @st.composite
@@ -415,6 +417,21 @@ def test_label_set_files(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("labels") / "set.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     survives(lambda: load_label_set(path), LabelSetError)
+
+
+CALIBRATION = {"image_width": 64, "image_height": 48, "distortion_model": "plumb_bob",
+               "camera_matrix": {"rows": 3, "cols": 3, "data": [50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0]},
+               "distortion_coefficients": {"rows": 1, "cols": 5, "data": [-0.1, 0.01, 0.0, 0.0, 0.0]},
+               "rectification_matrix": {"rows": 3, "cols": 3, "data": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]},
+               "projection_matrix": {"rows": 3, "cols": 4, "data": [50.0, 0, 32.0, 0, 0, 50.0, 24.0, 0, 0, 0, 1.0, 0]}}
+
+
+@fuzz(100)
+@given(st.one_of(damaged_document(CALIBRATION).map(yaml.safe_dump), st.text(max_size=40)))
+def test_camera_calibration_files(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("calibration") / "camera.yaml"
+    path.write_text(text)
+    survives(lambda: camera_model_from_yaml(path, "camera", max_pixels=MAX_PIXELS), ConversionError)
 
 
 PIPELINE = {"model": "student_rgb", "threads": 2, "topics": {"rgb": "/cam", "labels": None},

@@ -14,6 +14,7 @@ from seg_perception.io.camera import (
     CameraModel,
     camera_info_from_model,
     camera_model_from_info,
+    camera_model_from_yaml,
     distort_normalized,
 )
 from seg_perception.io.errors import ConversionError
@@ -375,3 +376,50 @@ def test_camera_info_beyond_max_pixels_is_refused(factory):
     msg.width, msg.height = 4_000_000_000, 4_000_000_000  # uint32 on the wire; undistortion maps would be exabytes
     with pytest.raises(ConversionError, match=r"CameraInfo image of 4000000000x4000000000 = .* pixels exceeds the limit"):
         camera_model_from_info(msg)
+
+
+CALIBRATION_YAML = """image_width: 640
+image_height: 480
+camera_name: front
+camera_matrix: {rows: 3, cols: 3, data: [500.0, 0.0, 320.5, 0.0, 501.0, 240.5, 0.0, 0.0, 1.0]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [-0.1, 0.01, 0.001, -0.002, 0.0]}
+rectification_matrix: {rows: 3, cols: 3, data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+projection_matrix: {rows: 3, cols: 4, data: [500.0, 0.0, 320.5, 0.0, 0.0, 501.0, 240.5, 0.0, 0.0, 0.0, 1.0, 0.0]}
+"""
+
+
+def test_camera_calibration_yaml_known_answer(tmp_path):
+    path = tmp_path / "front.yaml"
+    path.write_text(CALIBRATION_YAML)
+    camera = camera_model_from_yaml(path, "front_optical")
+    assert (camera.width, camera.height, camera.frame_id, camera.distortion_model) == (640, 480, "front_optical", "plumb_bob")
+    assert camera.K.tolist() == [[500.0, 0.0, 320.5], [0.0, 501.0, 240.5], [0.0, 0.0, 1.0]]
+    assert camera.D.tolist() == [-0.1, 0.01, 0.001, -0.002, 0.0]
+
+
+@pytest.mark.parametrize(("replace", "match"), [
+    (("image_width: 640", "image_width: '640'"), r"image size '640' x 480 is not two integers"),
+    (("image_width: 640", "image_width: 640000"), r"image of 640000x480 = .* exceeds the limit"),
+    (("camera_matrix: {rows: 3, cols: 3, data:", "camera_matrix: {rows: 3, cols: 3, values:"),
+     r"camera_matrix is .*, not \{rows, cols, data\}"),
+    (("distortion_coefficients: {rows: 1, cols: 5, data: [-0.1, 0.01, 0.001, -0.002, 0.0]}",
+      "distortion_coefficients: [-0.1, 0.01]"), r"distortion_coefficients is \[-0.1, 0.01\], not"),
+    (("distortion_model: plumb_bob", "distortion_model: [plumb_bob]"), r"distortion_model \['plumb_bob'\] is not a string"),
+    (("data: [500.0, 0.0, 320.5, 0.0, 501.0", "data: [abc, 0.0, 320.5, 0.0, 501.0"), r"a matrix is not numbers"),
+    (("data: [500.0, 0.0, 320.5, 0.0, 501.0", "data: [1" + "0" * 400 + ", 0.0, 320.5, 0.0, 501.0"),
+     r"a matrix is not numbers"),
+    (("image_width: 640\n", "- 640\n"), r"cannot read camera calibration|holds a list"),
+])
+def test_malformed_camera_calibration_yaml_is_a_conversion_error(tmp_path, replace, match):
+    path = tmp_path / "front.yaml"
+    path.write_text(CALIBRATION_YAML.replace(*replace))
+    with pytest.raises(ConversionError, match=match):
+        camera_model_from_yaml(path, "front_optical")
+
+
+def test_camera_calibration_that_is_not_text_is_a_conversion_error(tmp_path):
+    path = tmp_path / "front.yaml"
+    path.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(ConversionError, match="cannot read camera calibration"):
+        camera_model_from_yaml(path, "front_optical")

@@ -209,6 +209,8 @@ def test_compressed_depth_32bit_inverse_depth_quantisation(factory):
         ("16UC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + png(np.zeros((2, 2), np.uint8)),
          r"holds uint8 \(2, 2\); a one-channel 16-bit PNG is expected"),
         ("32FC1; compressedDepth png", struct.pack("<iff", 0, 0, 0) + b"garbage" * 5, r"neither PNG nor JPEG"),
+        ("32FC1; compressedDepth png", struct.pack("<iff", 0, float("nan"), 1) + png(np.ones((2, 2), np.uint16)),
+         r"depth parameters nan, 1.0; finite values expected"),
     ],
 )
 def test_bad_compressed_messages_raise(fmt, payload, match):

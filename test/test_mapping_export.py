@@ -179,6 +179,8 @@ def _npz(tmp_path, **arrays):
     (dict(meta=np.array("[1]")), r"has format 'list'"),
     (dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": "big", "params": {}}')),
      r"damaged metadata \(voxel_size 'big'"),
+    (dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": 1' + "0" * 400 + ', "params": {}}')),
+     r"damaged metadata \(voxel_size 1000"),
     (dict(meta=np.array('{"format": "seg_perception.voxel_map/1", "voxel_size": 0.5, "params": {}, '
                         '"label_set": {"name": "x", "classes": []}}')), r"label set 'x' has no classes"),
 ])

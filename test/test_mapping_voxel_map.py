@@ -430,6 +430,7 @@ def test_torch_cuda_equals_numba():
     ({"num_classes": 256}, "num_classes"),
     ({"voxel_size": 0.01}, "voxel_size"),
     ({"voxel_size": 2.5}, "voxel_size"),
+    ({"voxel_size": 10**400}, "voxel_size 1000.* is not a number"),  # beyond float's range (e.g. from a map file)
     ({"log_floor": -1.0}, "log_floor"),
     ({"log_floor": float("nan")}, "log_floor"),
     ({"occupancy_limits": (1.0, 3.5)}, "occupancy_limits"),

@@ -214,6 +214,7 @@ def _document(**changes):
     (_document(config={**student_config(14).to_dict(), "depths": [2, 3, 1000]}), r"depths 1000 is invalid"),
     (_document(config={**student_config(14).to_dict(), "modalities": "rgb"}), r"modalities 'rgb' invalid"),
     (_document(config={**student_config(14).to_dict(), "refine_fraction": None}), r"refine_fraction must be a number"),
+    (_document(config={**student_config(14).to_dict(), "refine_fraction": 10**400}), r"refine_fraction must be a number"),
     (_document(config={**student_config(14).to_dict(), "colour": 1}), r"unknown \['colour'\]; accepted keys"),
     (_document(config={"num_classes": 14}), r"missing \['architecture'\]"),
     (_document(label_set={"name": "x", "classes": [{"id": 0, "name": "a", "color": [300, 0, 0]}]}),

@@ -111,6 +111,7 @@ def test_replay_segments_a_frame_per_core_share(monkeypatch, configured, cores, 
     ({"mapping": ["enabled"]}, r"mapping must be a mapping, not list"),
     ({"model": 3}, r"model is 3 \(int\); accepted: a string"),
     ({"wait_ms": "300"}, r"wait_ms is '300' \(str\); accepted: a finite number"),
+    ({"wait_ms": 10**400}, r"wait_ms is 1000.* \(int\); accepted: a finite number"),  # no float holds it
     ({"labels_dir": ["a"]}, r"labels_dir is \['a'\] \(list\); accepted: a string or null"),
     ({"topics": {"rgb": 5}}, r"topics is \{'rgb': 5\} \(dict\); accepted: a mapping of names to a string or null"),
     ({"slop_ms": {"lidar": "60"}}, r"slop_ms is .*accepted: a mapping of names to a finite number"),

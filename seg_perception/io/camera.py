@@ -460,29 +460,48 @@ def camera_info_from_model(
     )
 
 
-def camera_model_from_yaml(path: str | Path, frame_id: str) -> CameraModel:
+def camera_model_from_yaml(path: str | Path, frame_id: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CameraModel:
     """A calibration file as ROS camera_calibration writes it (camera_info_manager's YAML: image_width,
     image_height, camera_matrix, distortion_model, distortion_coefficients, rectification_matrix,
     projection_matrix, each matrix as {rows, cols, data}) → CameraModel in `frame_id`.
 
     Raises:
-        ConversionError: the file is unreadable, lacks a key or holds an invalid calibration.
+        ConversionError: the file is unreadable, lacks a key, holds a value of the wrong type, an
+            image larger than `max_pixels` or an invalid calibration.
     """
     import yaml
 
     try:
         with open(path, encoding="utf-8") as stream:
             data = yaml.safe_load(stream)
-        matrices = {key: data[key]["data"] for key in ("camera_matrix", "projection_matrix")}
-        return CameraModel(
-            width=int(data["image_width"]), height=int(data["image_height"]), K=matrices["camera_matrix"],
-            D=data.get("distortion_coefficients", {}).get("data", []),
-            distortion_model=data.get("distortion_model", "") or "",
-            R=data.get("rectification_matrix", {}).get("data", np.eye(3)), P=matrices["projection_matrix"],
-            frame_id=frame_id)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConversionError(f"cannot read camera calibration {path}: {exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise ConversionError(f"camera calibration {path} lacks {exc}; expected the camera_calibration YAML keys "
-                              f"image_width, image_height, camera_matrix, projection_matrix (+ distortion_model, "
-                              f"distortion_coefficients, rectification_matrix)") from None
+    expected = ("expected the camera_calibration YAML keys image_width, image_height, camera_matrix, "
+                "projection_matrix (+ distortion_model, distortion_coefficients, rectification_matrix)")
+    if not isinstance(data, dict):
+        raise ConversionError(f"camera calibration {path} holds a {type(data).__name__}; {expected}")
+
+    def matrix(key: str, default: Any = None) -> Any:
+        entry = data.get(key)
+        if entry is None and default is not None:
+            return default
+        if not isinstance(entry, dict) or "data" not in entry:
+            raise ConversionError(f"camera calibration {path}: {key} is {entry!r}, not {{rows, cols, data}}; {expected}")
+        return entry["data"]
+
+    width, height = data.get("image_width"), data.get("image_height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (width, height)):
+        raise ConversionError(f"camera calibration {path}: image size {width!r} x {height!r} is not two integers; "
+                              f"{expected}")
+    check_pixels(width, height, max_pixels, f"camera calibration {path} image")
+    distortion_model = data.get("distortion_model") or ""
+    if not isinstance(distortion_model, str):
+        raise ConversionError(f"camera calibration {path}: distortion_model {distortion_model!r} is not a string")
+    try:
+        return CameraModel(width=width, height=height, K=matrix("camera_matrix"),
+                           D=matrix("distortion_coefficients", []), distortion_model=distortion_model,
+                           R=matrix("rectification_matrix", np.eye(3)), P=matrix("projection_matrix"), frame_id=frame_id)
+    except ConversionError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # not numbers: a string, ragged rows, a 400-digit integer
+        raise ConversionError(f"camera calibration {path}: a matrix is not numbers ({exc}); {expected}") from None

@@ -58,8 +58,8 @@ def compressed_to_array(msg: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
     Raises:
         ConversionError: empty data, unknown format, data that is neither PNG nor JPEG, a header
             without a size or with one beyond `max_pixels`, bytes that do not decode, or a
-            compressedDepth message with a missing header, an unsupported codec (e.g. rvl) or a
-            non-16-bit PNG.
+            compressedDepth message with a missing header, non-finite depth parameters (32FC1),
+            an unsupported codec (e.g. rvl) or a non-16-bit PNG.
     """
     data = as_bytes(msg.data)
     fmt = str(msg.format)
@@ -185,6 +185,8 @@ def _decode_depth(data: np.ndarray, encoding: str, words: list[str], fmt: str, m
     # Like compressed_depth_image_transport, every encoding but 32-bit float is the raw 16-bit PNG.
     if encoding != "32FC1":
         return image
+    if not (np.isfinite(quant_a) and np.isfinite(quant_b)):
+        raise ConversionError(f"compressedDepth header has depth parameters {quant_a}, {quant_b}; finite values expected")
     # Inverse-depth quantisation of compressed_depth_image_transport, in float32 as it computes it.
     with np.errstate(divide="ignore"):
         depth = np.float32(quant_a) / (image.astype(np.float32) - np.float32(quant_b))

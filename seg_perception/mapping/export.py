@@ -6,6 +6,7 @@ import glob
 import inspect
 import json
 import os
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -165,10 +166,13 @@ def load_voxels(path: str | Path) -> tuple[VoxelArrays, LabelSet | None, dict[st
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise MappingError(f"{path} has format {found!r}; this version reads {FILE_FORMAT!r}")
     voxel_size, label_set, params = document.get("voxel_size"), document.get("label_set"), document.get("params")
-    if isinstance(voxel_size, bool) or not isinstance(voxel_size, (int, float)) or not isinstance(params, dict) or (
-            label_set is not None and not isinstance(label_set, dict)):
+    # Compared, not converted: a JSON integer of 400 digits has no float.
+    finite = isinstance(voxel_size, (int, float)) and not isinstance(voxel_size, bool) and (
+        -sys.float_info.max <= voxel_size <= sys.float_info.max)
+    if not finite or not isinstance(params, dict) or (label_set is not None and not isinstance(label_set, dict)):
         raise MappingError(f"{path}: damaged metadata (voxel_size {voxel_size!r}, params {type(params).__name__}, "
-                           f"label_set {type(label_set).__name__}); a number, a mapping and a mapping or null expected")
+                           f"label_set {type(label_set).__name__}); a finite number, a mapping and a mapping or null "
+                           "expected")
     _check_arrays(arrays, path)
     try:
         labels = LabelSet.from_dict(label_set) if label_set is not None else None

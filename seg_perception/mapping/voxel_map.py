@@ -113,7 +113,7 @@ class _Params:
 def _number(name: str, value: Any, lower: float, upper: float, accepted: str) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float's range
         raise MappingError(f"{name} {value!r} is not a number; accepted: {accepted}") from None
     if not (math.isfinite(number) and lower <= number <= upper):
         raise MappingError(f"{name} {value!r} is out of range; accepted: {accepted}")

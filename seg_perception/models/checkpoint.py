@@ -143,14 +143,14 @@ def load_checkpoint(path: str | Path, *, label_set: str | None = None, architect
                     modalities: tuple[str, ...] | None = None) -> Checkpoint:
     """Load and validate a checkpoint.
 
+    The weights' shapes, read from the safetensors header, are compared with the config's before
+    the model is built, so a config claiming huge widths is refused without allocating anything
+    beyond what the file holds.
+
     Args:
         label_set: if given, the label-set name the caller expects.
         architecture: if given, "student" or "teacher".
         modalities: if given, modalities the caller will provide; each must be one the model knows.
-
-    The weights' shapes, read from the safetensors header, are compared with the config's before
-    the model is built, so a config claiming huge widths is refused without allocating anything
-    beyond what the file holds.
 
     Raises:
         ModelError: unreadable file, missing or malformed metadata, or a mismatch with what was

@@ -1,7 +1,6 @@
 """Model configurations: architecture, label set, modalities, widths — everything a checkpoint must agree on."""
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -80,8 +79,7 @@ class ModelConfig:
             raise ModelError(f"modalities {modalities!r} invalid; choose a non-empty subset of {MODALITIES}")
         object.__setattr__(self, "modalities", tuple(m for m in MODALITIES if m in modalities))
         fraction = self.refine_fraction
-        if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) or not (
-                math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+        if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) or not 0.0 <= fraction <= 1.0:
             raise ModelError(f"refine_fraction must be a number in [0, 1], got {fraction!r}")
         if not isinstance(self.extra, dict):
             raise ModelError(f"extra {self.extra!r} is invalid; accepted: a mapping")

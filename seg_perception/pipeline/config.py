@@ -7,6 +7,7 @@ unknown key is an error that lists the accepted ones, and values are taken as YA
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,8 @@ def _fits(value: Any, hint: str) -> bool:
         return False
     if "int" in options:
         return isinstance(value, int)
-    if "float" in options:
-        return isinstance(value, (int, float)) and math.isfinite(value)
+    if "float" in options:  # compared, not converted: a YAML integer of 400 digits has no float
+        return isinstance(value, (int, float)) and -sys.float_info.max <= value <= sys.float_info.max
     return "str" in options and isinstance(value, str)
 
 
