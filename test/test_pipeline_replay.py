@@ -234,3 +234,42 @@ def test_a_damaged_chunk_costs_its_own_frames_and_reading_goes_on_after_it(bag, 
     with BagReader(tmp_path / "out" / "damaged") as output:
         stamps = [m.log_time_ns for m in output.messages(["/seg_perception/labels"])]
     assert stamps and max(stamps) > middle.message_end_time  # frames after the damaged chunk were replayed
+
+
+def test_a_bad_transform_is_skipped_not_the_bag(bag, config, tmp_path):
+    """One /tf message with an all-zero quaternion: that message is counted and skipped; the bag is replayed."""
+    from seg_perception.io import BagWriter, read_messages
+
+    edited = tmp_path / "edited"
+    with BagWriter(edited, "mcap") as writer:
+        injected = False
+        for message in read_messages(bag):
+            if message.topic == "/tf" and not injected:
+                zero = message.msg.transforms[0].transform.rotation
+                zero.x = zero.y = zero.z = zero.w = 0.0
+                injected = True
+            writer.write(message.topic, message.msg, message.log_time_ns,
+                         latched=message.topic == "/tf_static")
+    mapped = replace(config, mapping=replace(config.mapping, enabled=True))
+    report = replay_bag(edited, mapped, tmp_path / "out")
+    assert report.frames == FRAMES
+    reasons = [r for r in report.skipped if r.startswith("tf on /tf")]
+    assert len(reasons) == 1 and "rotation of odom -> base_link" in reasons[0], report.skipped
+
+
+def test_a_damaged_sqlite3_bag_is_reported_without_a_traceback(tmp_path, config):
+    from seg_perception.io import BagError
+
+    path = tmp_path / "sq"
+    write_bag(path, World(5, "day"), 3, storage="sqlite3", lidar=False, events=False, compress_rgb=True)
+    (db,) = path.glob("*.db3")
+    data = bytearray(db.read_bytes())
+    for at in range(len(data) // 3, len(data) * 2 // 3, 4096):
+        data[at:at + 64] = bytes(range(64))
+    db.write_bytes(bytes(data))
+    try:
+        report = replay_bag(path, config, tmp_path / "out")
+    except BagError as exc:  # the bag as a whole: a typed error naming it
+        assert str(path) in str(exc)
+    else:
+        assert report.frames < 3 or report.skipped

@@ -217,15 +217,18 @@ class BagReader:
         if self._indexed is not None:
             yield from self._indexed_messages(self.topics if wanted is None else wanted)
             return
-        from rosbags.highlevel import AnyReaderError
-
         reader = self._reader
         connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
         try:
             for connection, log_time, raw in reader.messages(connections=connections):
-                yield BagMessage(connection.topic, connection.msgtype, log_time,
-                                 reader.deserialize(raw, connection.msgtype))
-        except AnyReaderError as exc:
+                try:
+                    msg = reader.deserialize(raw, connection.msgtype)
+                except Exception as exc:  # rosbags' serde raises many types on damaged bytes: skipped, named
+                    self._undecodable.append(f"{self.paths[0]}: the {connection.msgtype} message on "
+                                             f"{connection.topic} at {log_time} ns does not deserialise: {exc}")
+                    continue
+                yield BagMessage(connection.topic, connection.msgtype, log_time, msg)
+        except Exception as exc:  # damaged storage: rosbags' AnyReaderError, but also zstd, sqlite3, struct errors
             raise self._error(exc) from exc
 
     def _indexed_messages(self, topics: Collection[str]) -> Iterator[BagMessage]:

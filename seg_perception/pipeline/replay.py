@@ -226,7 +226,10 @@ class _Run:
                 elif role == "camera_info":
                     self.camera = payload
                 else:
-                    self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
+                    try:  # a bad transform is skipped (those before it in the message are kept)
+                        self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
+                    except ConversionError as exc:
+                        self.sink.submit(self.report.count_skipped, f"{role} on {message.topic}: {_reason(exc)}")
                     if role == "tf":
                         newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
                 waiting.extend(self.sync.ready(newest))
