@@ -141,8 +141,9 @@ def test_missing_stream_is_released_by_the_wait_deadline() -> None:
     assert out == []
     sync.add_rgb(300 * MS, 3)  # the stream clock reaches 300 ms >= 0 + 250 ms
     assert [(b.stamp_ns, b.lidar) for b in sync.ready()] == [(0, None)]
-    assert [b.stamp_ns for b in sync.ready(now_ns=500 * MS)] == [100 * MS, 200 * MS]
-    assert [b.stamp_ns for b in sync.flush()] == [300 * MS]
+    # 100 and 200 ms by the deadline; 300 ms because, silent since the first frame's wait, the stream is absent
+    assert [b.stamp_ns for b in sync.ready(now_ns=500 * MS)] == [100 * MS, 200 * MS, 300 * MS]
+    assert sync.flush() == []
     assert sync.stats["unmatched_lidar"] == 4
 
 
@@ -239,12 +240,14 @@ def test_silent_event_camera_gives_none_and_still_scene_an_empty_window() -> Non
     sync = Synchronizer(event_sensor=(7, 5), wait_ns=100 * MS)
     sync.add_rgb(100 * MS, "a")
     sync.add_rgb(200 * MS, "b")
-    [first] = sync.ready()  # released by the deadline; no event at all
-    assert first.events is None and sync.stats["unmatched_events"] == 1
-    sync.add_events(make_events([10 * MS, 300 * MS]))  # nothing in [150, 200] ms, but the stream passed 200 ms
-    [second] = sync.ready()
-    assert second.events is not None and second.events.events.size == 0
-    assert sync.stats["late_events"] == 1  # the chunk reached back before the emitted frame at 100 ms
+    # the first released by the deadline, the second at once: the camera, silent so far, is absent
+    first, second = sync.ready()
+    assert first.events is None and second.events is None and sync.stats["unmatched_events"] == 2
+    sync.add_events(make_events([10 * MS, 310 * MS]))  # nothing in [250, 300] ms, but the stream passed 300 ms
+    sync.add_rgb(300 * MS, "c")
+    [third] = sync.ready()
+    assert third.events is not None and third.events.events.size == 0
+    assert sync.stats["late_events"] == 1  # the chunk reached back before the emitted frames
 
 
 def test_partial_event_window_at_the_deadline() -> None:
@@ -422,3 +425,23 @@ def test_reordered_arrival_within_max_delay_gives_the_bundles_of_ordered_arrival
     assert [bundle_key(b) for b in got] == [bundle_key(b) for b in expected]
     # Only the deliberately repeated RGB and thermal messages may arrive after their frame went out.
     assert sum(sync.stats.get(f"late_{name}", 0) for name in ("lidar", "labels", "events")) == 0
+
+
+def test_a_partner_silent_since_start_up_is_absent_and_not_waited_for():
+    """Every frame used to wait wait_ns for an optional thermal camera that is not there."""
+    from seg_perception.pipeline.sync import Synchronizer
+
+    sync = Synchronizer({"thermal": 30_000_000}, wait_ns=300_000_000)
+    emitted = []
+    for k in range(10):  # 10 Hz RGB, no thermal at all
+        sync.add_rgb(k * 100_000_000, k)
+        emitted += [b.stamp_ns for b in sync.ready()]
+    # the first frames wait for the sensor, up to wait_ns; after that each frame goes out as it arrives
+    assert emitted == [k * 100_000_000 for k in range(10)][:len(emitted)] and len(emitted) >= 7
+    assert emitted[-1] == 9 * 100_000_000
+    sync.add("thermal", 990_000_000, "late thermal")  # it delivers: from now on it is waited for again
+    sync.add_rgb(1_000_000_000, 10)
+    assert sync.ready() == []
+    sync.add("thermal", 1_040_000_000, "thermal")
+    (bundle,) = sync.ready()
+    assert bundle.thermal == "late thermal"

@@ -96,6 +96,8 @@ SEGMENTATION: tuple[Parameter, ...] = (
     Parameter("camera_info_topic", "string", "camera_info", _TOPIC_HELP),
     Parameter("thermal_topic", "string", "thermal/image", _TOPIC_HELP),
     Parameter("events_topic", "string", "events", _TOPIC_HELP),
+    Parameter("partner_wait_ms", "double", 300.0, "how long a frame waits for its thermal image or events; a "
+              "sensor silent since start-up is not waited for", low=1.0, high=10000.0),
     Parameter("thermal_slop_ms", "double", 30.0, "how far a thermal stamp may be from the RGB frame's",
               low=0.0, high=1000.0),
     Parameter("events_window_ms", "double", 50.0, "events accumulated over the window ending at each RGB frame",
@@ -240,7 +242,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     return replace(base, model=values["model"], card=values["card"] or None, class_map=values["class_map"] or None,
                    backend=values["backend"], device=values["device"],
                    precision=values["precision"], threads=values["threads"], topics=topics,
-                   slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]},
+                   slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]}, wait_ms=values["partner_wait_ms"],
                    events_window_ms=values["events_window_ms"], mapping=mapping)
 
 

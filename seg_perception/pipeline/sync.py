@@ -165,7 +165,9 @@ class Synchronizer:
     slop), an event later than t arrived (events at t itself may continue in the next chunk), and, with `max_delay_ns` > 0, RGB stamps up to t have
     arrived. Or when the wait deadline has passed (`now_ns >= t + wait_ns`): then whatever is
     buffered is used, and missing partners are None. Bundles are emitted in stamp order, so one
-    frame waiting holds back the later ones.
+    frame waiting holds back the later ones. A partner stream (or the events) that has delivered
+    nothing by wait_ns after the first frame is absent: later frames do not wait for it (a sensor
+    that is not there costs no latency), until its first message arrives.
 
     Robustness: a message that arrives out of order on its stream is used if a frame it can pair
     with has not been emitted yet; otherwise it is dropped and counted as late. A repeated stamp on
@@ -229,6 +231,7 @@ class Synchronizer:
         self._anchors: list[int] = []
         self._anchor_payloads: dict[int, Any] = {}
         self._newest_anchor: int | None = None
+        self._first_anchor: int | None = None
         self._last_emitted: int | None = None
         self._clock: int | None = None
         optional = [*self._partners, *([EVENTS] if self._events is not None else [])]
@@ -256,6 +259,7 @@ class Synchronizer:
         stamp = _check_int(stamp_ns, "RGB stamp")
         self._tick(stamp)
         self._newest_anchor = stamp if self._newest_anchor is None else max(self._newest_anchor, stamp)
+        self._first_anchor = stamp if self._first_anchor is None else self._first_anchor
         if self._last_emitted is not None and stamp <= self._last_emitted:
             self._count("duplicate" if stamp == self._last_emitted else "late", ANCHOR)
         elif stamp in self._anchor_payloads:
@@ -347,10 +351,15 @@ class Synchronizer:
     def _settled(self, t: int) -> bool:
         if self.max_delay_ns and (self._newest_anchor is None or self._newest_anchor < t + self.max_delay_ns):
             return False
-        if not all(buffer.settled(t, self.max_delay_ns) for buffer in self._partners.values()):
+        # A stream silent since the first frame's wait ran out is absent (a sensor not fitted or down): frames
+        # no longer wait for it, until it delivers.
+        absent = self._first_anchor is not None and t >= self._first_anchor + self.wait_ns
+        if not all(buffer.settled(t, self.max_delay_ns) or (absent and buffer.newest is None)
+                   for buffer in self._partners.values()):
             return False
         return self._events is None or (self._events.newest is not None
-                                        and self._events.newest > t + self.max_delay_ns)
+                                        and self._events.newest > t + self.max_delay_ns) or (
+            absent and self._events.newest is None)
 
     def _emit(self) -> FrameBundle:
         t = self._anchors.pop(0)
