@@ -273,3 +273,69 @@ def test_a_damaged_sqlite3_bag_is_reported_without_a_traceback(tmp_path, config)
         assert str(path) in str(exc)
     else:
         assert report.frames < 3 or report.skipped
+
+
+def test_output_bags_open_right_in_players(bag, config, tmp_path):
+    """Read with the mcap + mcap_ros2 readers (not rosbags): the bag starts at the first frame, not 1970;
+    every image output has a camera_info of its frame; the transforms chain the voxel cloud's frame to
+    the camera's; chunks are zstd with CRCs; SegmentationInfo carries a latency."""
+    import zlib
+
+    import zstandard
+    from mcap.data_stream import ReadDataStream
+    from mcap.reader import make_reader
+    from mcap.records import Chunk
+    from mcap_ros2.decoder import DecoderFactory
+
+    mapped = replace(config, mapping=replace(config.mapping, enabled=True))
+    replay_bag(bag, mapped, tmp_path)
+    with BagReader(bag) as reader:
+        first_input = min(m.log_time_ns for m in reader.messages())
+    (path,) = (tmp_path / "drive").glob("*.mcap")
+    with open(path, "rb") as stream:
+        messages = [(channel.topic, message.log_time, decoded) for _, channel, message, decoded in
+                    make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages()]
+        stream.seek(0)
+        summary = make_reader(stream).get_summary()
+        for index in summary.chunk_indexes:
+            stream.seek(index.chunk_start_offset + 9)
+            chunk = Chunk.read(ReadDataStream(stream))
+            data = zstandard.ZstdDecompressor().decompress(chunk.data, max_output_size=chunk.uncompressed_size)
+            assert chunk.compression == "zstd" and chunk.uncompressed_crc == zlib.crc32(data)
+    assert min(t for _, t, _ in messages) >= first_input
+    by_topic: dict[str, list] = {}
+    for topic, _, msg in messages:
+        by_topic.setdefault(topic, []).append(msg)
+    infos = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m.header.frame_id
+             for m in by_topic["/seg_perception/camera_info"]}
+    for name in ("labels", "color", "overlay", "confidence", "image/compressed"):
+        images = by_topic[f"/seg_perception/{name}"]
+        assert len(images) == FRAMES
+        for image in images:
+            assert infos[image.header.stamp.sec * 10**9 + image.header.stamp.nanosec] == image.header.frame_id != ""
+    edges = {(t.header.frame_id, t.child_frame_id) for topic in ("/tf", "/tf_static") for m in by_topic[topic]
+             for t in m.transforms}
+    cloud_frame = by_topic["/seg_perception/voxel_cloud"][0].header.frame_id
+    camera_frame = by_topic["/seg_perception/labels"][0].header.frame_id
+    reached, frontier = {cloud_frame}, [cloud_frame]
+    while frontier:  # walk the tree from the map frame
+        parent = frontier.pop()
+        for a, b in edges:
+            if a == parent and b not in reached:
+                reached.add(b)
+                frontier.append(b)
+    assert camera_frame in reached, (cloud_frame, camera_frame, edges)
+    assert all(info.latency_ms > 0 for info in by_topic["/seg_perception/info"])
+
+
+def test_bags_of_the_same_name_get_their_own_output_folders(bag, config, tmp_path):
+    from seg_perception.pipeline.replay import output_names
+
+    for side in ("a", "b"):
+        shutil.copytree(bag, tmp_path / side / "drive")
+    names = output_names([tmp_path / "a" / "drive", tmp_path / "b" / "drive"])
+    assert sorted(names.values()) == ["a_drive", "b_drive"]
+    report = replay([tmp_path / "a" / "drive", tmp_path / "b" / "drive"], config, tmp_path / "out",
+                    ReplayOptions())
+    assert (tmp_path / "out" / "a_drive").is_dir() and (tmp_path / "out" / "b_drive").is_dir()
+    assert report.frames == 2 * FRAMES

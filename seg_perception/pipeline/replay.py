@@ -21,7 +21,8 @@ import numpy as np
 
 from seg_perception.evaluation import EvaluationError, EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, CameraModel, ConversionError,
-                               TransformBuffer, camera_model_from_yaml, stamp_to_ns)
+                               RosbagsFactory, TransformBuffer, array_to_compressed, camera_info_from_model,
+                               camera_model_from_yaml, make_header, matrix_to_transform_stamped, stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
 from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
 from seg_perception.labels import LabelSet
@@ -59,11 +60,13 @@ class ReplayOptions:
 
 
 def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, options: ReplayOptions | None = None,
-               *, segmenter: Any = None) -> EvaluationReport:
-    """Replay one bag; the output bag goes to `out_dir/<bag name>` and worst-frame overlays next to it.
+               *, segmenter: Any = None, name: str | None = None) -> EvaluationReport:
+    """Replay one bag; the output bag goes to `out_dir/<name>` and worst-frame overlays next to it.
 
     Args:
         segmenter: an engines.Segmenter to reuse (default: one built from `config`).
+        name: the bag's name in the outputs and the report (default: its file or folder name without
+            the storage suffix; `replay` makes names of several bags unique).
 
     Raises:
         BagError: the bag is unreadable or lacks the RGB topic (optional topics that are absent are
@@ -93,7 +96,7 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         perception = Perception(segmenter, transforms, semantic_map=semantic_map, map_frame=config.mapping.map_frame)
         if config.camera_info_file:  # until the bag's camera_info, if any, replaces it
             perception.camera = camera_model_from_yaml(config.camera_info_file, config.camera_frame)
-        run = _Run(reader, out_dir, config, options, perception, report)
+        run = _Run(reader, out_dir, config, options, perception, report, name or output_names([bag])[str(bag)])
         if options.record:
             run.open_writer()
         try:
@@ -150,8 +153,8 @@ class _Run:
     """
 
     def __init__(self, reader: BagReader, out_dir: Path, config: PipelineConfig, options: ReplayOptions,
-                 perception: Perception, report: EvaluationReport) -> None:
-        self.reader, self.bag = reader, reader.paths[0]
+                 perception: Perception, report: EvaluationReport, name: str) -> None:
+        self.reader, self.bag, self.name = reader, reader.paths[0], name
         self.out_dir, self.config, self.options = out_dir, config, options
         self.perception, self.report = perception, report
         self.segmenter = perception.segmenter
@@ -172,13 +175,12 @@ class _Run:
         self.gt_map = _gt_map(config.gt_map, self.segmenter.label_set)
 
     def open_writer(self) -> None:
-        path = self.out_dir / self.bag.name.removesuffix(".mcap").removesuffix(".bag")
+        path = self.out_dir / self.name
         if path.exists():
             import shutil
 
             shutil.rmtree(path)
         self.writer = BagWriter(path, "mcap", compress=True).__enter__()  # zstd chunks, with CRCs
-        self.writer.write(f"{OUTPUT_NAMESPACE}/label_set", label_set_to_msg(self.segmenter.label_set), 0, latched=True)
 
     def play(self, roles: dict[str, str]) -> None:
         by_role = {role: topic for topic, role in roles.items()}
@@ -200,7 +202,7 @@ class _Run:
         if self.options.progress:
             from tqdm import tqdm
 
-            messages = tqdm(messages, desc=self.bag.name, unit="msg", leave=False)
+            messages = tqdm(messages, desc=self.name, unit="msg", leave=False)
         started, first_log, newest = time.monotonic_ns(), None, 0
         # A bundle waits until /tf covers its whole LiDAR sweep (which ends after the image stamp), so
         # that deskewing interpolates instead of failing to extrapolate.
@@ -230,21 +232,23 @@ class _Run:
                         self.perception.transforms.add_tf_message(payload, static=role == "tf_static")
                     except ConversionError as exc:
                         self.sink.submit(self.report.count_skipped, f"{role} on {message.topic}: {_reason(exc)}")
+                    if self.writer is not None:  # the outputs' frames, placed for players and 3-D panels
+                        self.sink.submit(self._write_tf, role, payload, message.log_time_ns)
                     if role == "tf":
                         newest_tf = max([newest_tf, *(stamp_to_ns(t.header.stamp) for t in payload.transforms)])
                 waiting.extend(self.sync.ready(newest))
                 while waiting and transforms_needed_until(waiting[0].lidar, waiting[0].stamp_ns) <= newest_tf:
-                    scheduler.submit(_Frame(waiting.popleft(), self.camera))
+                    scheduler.submit(_Frame(waiting.popleft(), self.camera, time.monotonic_ns()))
         except BagError as exc:  # e.g. a corrupt chunk mid-bag: what was read is still replayed and kept
-            log.error("%s: reading stopped: %s", self.bag.name, exc)
+            log.error("%s: reading stopped: %s", self.name, exc)
             self.sink.submit(self.report.count_skipped, f"bag reading stopped: {_reason(exc)}")
         for damage in self.reader.damaged:  # skipped chunks and messages: read past, counted, named in the log
-            log.warning("%s: skipped: %s", self.bag.name, damage)
+            log.warning("%s: skipped: %s", self.name, damage)
             what = "damaged chunk" if "chunk at byte" in damage else "message that does not deserialise"
             self.sink.submit(self.report.count_skipped, f"{what} skipped")
         waiting.extend(self.sync.flush())
         while waiting:
-            scheduler.submit(_Frame(waiting.popleft(), self.camera))
+            scheduler.submit(_Frame(waiting.popleft(), self.camera, time.monotonic_ns()))
         scheduler.close(timeout=60.0)
         self.sink.submit(self.report.count_dropped, scheduler.stats["dropped"])
 
@@ -264,12 +268,12 @@ class _Run:
         index = self.frames
         self.frames += 1
         semantic_map = self.perception.semantic_map
-        frame_id = frame.camera.frame_id if frame.camera is not None else ""
+        latency_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
         voxels = semantic_map.voxels() if semantic_map is not None and index % MAP_EVERY_FRAMES == 0 else None
-        self.sink.submit(self._finish, frame.bundle, result, index, frame_id, voxels)
+        self.sink.submit(self._finish, frame.bundle, result, index, frame.camera, latency_ms, voxels)
 
-    def _finish(self, bundle: FrameBundle, result: FrameResult, index: int, frame_id: str,
-                voxels: VoxelArrays | None) -> None:
+    def _finish(self, bundle: FrameBundle, result: FrameResult, index: int, camera: CameraModel | None,
+                latency_ms: float, voxels: VoxelArrays | None) -> None:
         """On the writer thread: count, score and record one frame."""
         self.report.count_frame(result.timing)
         for note in result.notes:
@@ -287,18 +291,18 @@ class _Run:
         record = None
         if truth is not None:
             try:
-                record = self.report.score_frame(segmentation.labels, truth, groups=self.bag.name, bag=self.bag.name,
+                record = self.report.score_frame(segmentation.labels, truth, groups=self.name, bag=self.name,
                                                  stamp_ns=bundle.stamp_ns, index=index)
             except EvaluationError as exc:  # ground truth of another size or id space: this frame is not scored
                 self.report.count_skipped(f"ground truth not scored: {_reason(exc)}")
             if record is not None:  # kept in memory while among the worst; those still there are written
-                worst = {r.index for r in self.report.worst_frames if r.bag == self.bag.name}
+                worst = {r.index for r in self.report.worst_frames if r.bag == self.name}
                 self.overlays = {i: image for i, image in self.overlays.items() if i in worst}
                 self.overlays[index] = overlay(bundle.rgb, color)
-                record.overlay = f"overlays/{self.bag.name}-{index:05d}.jpg"
+                record.overlay = f"overlays/{self.name}-{index:05d}.jpg"
         self._score_points(result, bundle.extras.get("lidar_labels"))
         if self.writer is not None:
-            self._write(bundle, result, color, frame_id, voxels)
+            self._write(bundle, result, color, camera, latency_ms, voxels)
 
     def _score_points(self, result: FrameResult, truth: np.ndarray | None) -> None:
         """Single-scan LiDAR point accuracy, and the points' true classes for scoring the final map."""
@@ -313,9 +317,21 @@ class _Run:
                                      int(mask.sum()))
         self.voxel_truth.add(points[mask], truth[mask])  # the points that carried labels into the map
 
-    def _write(self, bundle: FrameBundle, result: FrameResult, color: np.ndarray, frame_id: str,
-               voxels: VoxelArrays | None) -> None:
+    def _write(self, bundle: FrameBundle, result: FrameResult, color: np.ndarray, camera: CameraModel | None,
+               latency_ms: float, voxels: VoxelArrays | None) -> None:
         stamp = bundle.stamp_ns
+        frame_id = camera.frame_id if camera is not None else ""
+        if not self.last_stamp:  # the bag starts at its first frame, not at time 0
+            self.writer.write(f"{OUTPUT_NAMESPACE}/label_set", label_set_to_msg(self.segmenter.label_set), stamp,
+                              latched=True)
+            if self.config.static_transforms:
+                self.writer.write("/tf_static", static_transforms_message(self.config.static_transforms, stamp),
+                                  stamp, latched=True)
+        header = make_header(RosbagsFactory(), stamp, frame_id)
+        self.writer.write(f"{OUTPUT_NAMESPACE}/image/compressed",
+                          array_to_compressed(bundle.rgb, "jpeg", header=header, quality=90), stamp)
+        if camera is not None:  # every image output shares it: players pair images with it by namespace
+            self.writer.write(f"{OUTPUT_NAMESPACE}/camera_info", camera_info_from_model(camera, header=header), stamp)
         for name, msg in image_messages(bundle.rgb, result.segmentation, color, stamp_ns=stamp,
                                         frame_id=frame_id).items():
             self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, stamp)
@@ -323,10 +339,13 @@ class _Run:
         height, width = bundle.rgb.shape[:2]
         self.writer.write(f"{OUTPUT_NAMESPACE}/info", info_message(
             self.segmenter, result.segmentation, result.timing, stamp_ns=stamp, frame_id=frame_id, given=given,
-            input_size=(width, height)), stamp)
+            input_size=(width, height), latency_ms=latency_ms), stamp)
         if voxels is not None:
             self._write_map(voxels, stamp)
         self.last_stamp = stamp
+
+    def _write_tf(self, role: str, msg: Any, log_time_ns: int) -> None:
+        self.writer.write(f"/{role}", msg, log_time_ns, latched=role == "tf_static")
 
     def _write_map(self, voxels: VoxelArrays, stamp: int) -> None:
         config = self.config.mapping
@@ -342,7 +361,7 @@ class _Run:
             self.sink.close()
         finally:
             for record in self.report.worst_frames:
-                if record.bag == self.bag.name and record.index in self.overlays:
+                if record.bag == self.name and record.index in self.overlays:
                     path = self.out_dir / record.overlay
                     path.parent.mkdir(exist_ok=True)
                     # JPEG: pictures for people, written ~15x faster than PNG (1.5 vs 21+ ms at 640x360)
@@ -364,6 +383,14 @@ class _Frame:
 
     bundle: FrameBundle
     camera: CameraModel | None
+    received_ns: int  # monotonic clock when its bundle was complete: the start of its latency
+
+
+def static_transforms_message(transforms: tuple[Any, ...], stamp_ns: int) -> Any:
+    """The configured static transforms as one tf2_msgs/TFMessage (for an output bag's /tf_static)."""
+    factory = RosbagsFactory()
+    return factory.make("tf2_msgs/msg/TFMessage", transforms=[
+        matrix_to_transform_stamped(t.matrix(), t.parent, t.child, stamp_ns, factory=factory) for t in transforms])
 
 
 def _gt_map(name: str | None, published: LabelSet) -> LabelMap | None:
@@ -417,6 +444,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
     """
     out_dir = Path(out_dir)
     options = options or ReplayOptions()
+    names = output_names(bags)
     reports: list[EvaluationReport] = []
     failures: dict[str, str] = {}
     if workers > 1 and len(bags) > 1:
@@ -426,7 +454,8 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         processes = min(workers, len(bags))
         options = replace(options, segment_workers=segment_workers(config, processes))
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options) for bag in bags}
+            futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options, names[str(bag)])
+                       for bag in bags}
             for bag, future in futures.items():
                 try:
                     reports.append(EvaluationReport.from_dict(future.result()))
@@ -436,7 +465,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         segmenter = _segmenter(config)
         for bag in bags:
             try:
-                reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter))
+                reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter, name=names[str(bag)]))
             except (BagError, ValueError, RuntimeError) as exc:
                 failures[str(bag)] = str(exc)
     if not reports:
@@ -449,6 +478,20 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
     return merged
 
 
-def _replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
+def _replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions,
+                    name: str) -> dict[str, Any]:
     """A worker process's replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
-    return replay_bag(bag, config, out_dir, options).to_dict()
+    return replay_bag(bag, config, out_dir, options, name=name).to_dict()
+
+
+def output_names(bags: list[str | Path]) -> dict[str, str]:
+    """bag → its name in the outputs: the file or folder name without the storage suffix, with as many
+    parent folders prepended (joined by "_") as it takes to tell bags of the same name apart."""
+    paths = [Path(b).resolve() for b in bags]
+    depth = 1
+    while True:
+        names = ["_".join(p.parts[-depth:]).removesuffix(".mcap").removesuffix(".bag").removesuffix(".db3")
+                 for p in paths]
+        if len(set(names)) == len(names) or depth >= max(len(p.parts) for p in paths):
+            return {str(b): n.lstrip("/_") for b, n in zip(bags, names)}
+        depth += 1
