@@ -88,7 +88,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     world = World(args.seed, args.scenario, kind=args.kind)
     summary = write_bag(args.out, world, args.frames, storage=args.storage, lidar=args.lidar, events=args.events,
-                        compress_rgb=args.compress, zstd=args.zstd, progress=True)
+                        compress_rgb=args.compress, zstd=args.zstd, progress=sys.stderr.isatty())
     print(f"wrote {summary.path} ({summary.storage}): {summary.frames} frames, "
           f"{summary.size_bytes / 1e6:.1f} MB, {(summary.end_ns - summary.start_ns) / 1e9:.2f} s, "
           f"topics: {' '.join(summary.topics)}")
@@ -119,12 +119,14 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                              "aspect ratio, the height a multiple of 16, e.g. 320 240 for 4:3)")
     parser.add_argument("--stretch", action="store_true",
                         help="folders: allow a --size of another aspect ratio than the frames' (they are stretched)")
-    parser.add_argument("--epochs", type=_int_at_least(1), default=20)
+    parser.add_argument("--epochs", type=_int_at_least(1), default=20, help="passes over the training set "
+                                                                          "(default: %(default)s)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget: stop when spent (compare methods at equal training time)")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=_int_at_least(0), default=0)
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=8, help="samples a step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (default: %(default)s)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0,
+                        help="seed of initialisation, order and augmentation (default: %(default)s)")
     parser.add_argument("--workers", type=_int_at_least(0), default=0, help="data loader processes")
     parser.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads for torch (default: all)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -30,6 +30,7 @@ def _card_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser, precisions: tuple[str, ...]) -> None:
+    """--model, card options, --size, --k, --precision (and --calibration where int8 is offered), cache flags."""
     parser.add_argument("--model", default=None,
                         help="shipped model name, .safetensors checkpoint, exported .onnx, or your own .onnx/.plan "
                              "with a model card (default: the shipped RGB + thermal + events student)")
@@ -38,9 +39,10 @@ def _model_options(parser: argparse.ArgumentParser, precisions: tuple[str, ...])
                         help="model input size (default: the model's training size)")
     parser.add_argument("--k", type=int, default=None, help="locations the student refines (default: its refine "
                                                             "fraction; 0: base prediction)")
-    parser.add_argument("--precision", choices=precisions, default="fp32")
-    parser.add_argument("--calibration", type=int, default=64, metavar="N",
-                        help="int8: calibrate on N frames of the synthetic world's validation split (default: 64)")
+    parser.add_argument("--precision", choices=precisions, default="fp32", help="(default: %(default)s)")
+    if "int8" in precisions:
+        parser.add_argument("--calibration", type=int, default=64, metavar="N",
+                            help="int8: calibrate on N frames of the synthetic world's validation split (default: 64)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="exports, quantised models and engines (default: $SEG_PERCEPTION_CACHE or "
                              "~/.cache/seg_perception)")
@@ -202,6 +204,15 @@ def _bench(args: argparse.Namespace) -> int:
     import platform
     from concurrent.futures import ProcessPoolExecutor
 
+    from seg_perception.engines import BACKENDS
+    from seg_perception.engines.spec import PRECISIONS
+
+    for entry in args.backends:
+        backend, _, precision = entry.partition(":")
+        if backend not in BACKENDS or (precision or "fp32") not in PRECISIONS:
+            print(f"error: --backends {entry!r}: expected BACKEND:PRECISION with a backend of {', '.join(BACKENDS)} "
+                  f"and a precision of {', '.join(PRECISIONS)}", file=sys.stderr)
+            return 2
     frames = bench_frames()
     results = []
     for size in args.sizes:
@@ -213,6 +224,8 @@ def _bench(args: argparse.Namespace) -> int:
                         "channels_last": args.channels_last, "cache_dir": args.cache_dir, "card": args.card,
                         "class_map": args.class_map}
                 # A fresh process per configuration: its peak memory and thread pools are its own.
+                if sys.stderr.isatty():  # each case takes seconds to a minute: say which runs
+                    print(f"bench: {entry} at {size[0]}x{size[1]}, k={k} ...", file=sys.stderr)
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                     results.append(pool.submit(_bench_case, case, frames, args.iterations, args.warmup,
                                                args.calibration).result())

@@ -132,14 +132,22 @@ def _demo(args: argparse.Namespace) -> int:
     from seg_perception.sim import World
     from seg_perception.sim.bag import write_bag
 
+    import json
+    import shutil
+
     started = time.monotonic()
     bags = []
+    settings = {"frames": args.frames, "seed": args.seed}
+    recorded = args.out / "bags" / "settings.json"
+    if recorded.exists() and json.loads(recorded.read_text()) != settings:  # other arguments: simulate anew
+        shutil.rmtree(args.out / "bags")
     for scenario in DEMO_SCENARIOS:
         path = args.out / "bags" / scenario
         if not path.exists():
             print(f"simulating a {args.frames}-frame {scenario} drive → {path}")
             write_bag(path, World(args.seed, scenario), args.frames, compress_rgb=True, progress=sys.stderr.isatty())
         bags.append(path)
+    recorded.write_text(json.dumps(settings))
     config = PipelineConfig.load()
     config = config.with_overrides(topics={**config.topics, "rgb": config.topics["rgb"] + "/compressed"})
     print(f"replaying {len(bags)} bags with {config.model}")

@@ -3,6 +3,7 @@ ground truth from a folder, the calibration from a file and the transforms from 
 same scores as the complete bag; and --realtime counts what a live node would drop."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import replace
@@ -182,3 +183,41 @@ def test_one_bad_bag_among_several_fails_the_exit_status_and_keeps_the_good_repo
     assert code == 1 and "1 bag(s) failed" in err and "bad" in err and "Traceback" not in err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["frames"] == 2
+
+
+def test_mistaken_invocations_get_one_line_and_no_traceback(tmp_path):
+    """Each user mistake: a non-zero exit, one line on stderr naming the problem, no traceback."""
+    import subprocess
+    import sys
+
+    cases = [
+        (["replay", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "nosuch"], "model 'nosuch'"),
+        (["replay", str(tmp_path), "--out", str(tmp_path / "o"), "--backend", "tensorrt"], "tensorrt"),
+        (["train", "--data", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "t")], "nonexistent"),
+        (["distill", "--teacher", "no_such_teacher", "--out", str(tmp_path / "d")], "no_such_teacher"),
+        (["bench", "--backends", "foo:fp32"], "foo:fp32"),
+        (["export", "--precision", "int8", "--out", str(tmp_path / "x.onnx")], "int8"),
+        (["card", str(tmp_path / "nosuch.onnx")], "nosuch.onnx"),
+    ]
+    for argv, named in cases:
+        done = subprocess.run([sys.executable, "-m", "seg_perception", *argv], capture_output=True, text=True,
+                              timeout=300)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode != 0, argv
+        assert "Traceback" not in done.stderr and named in lines[-1], (argv, done.stderr)
+        assert sum(line.startswith(("error:", "seg-perception")) for line in lines) >= 1, (argv, done.stderr)
+
+
+def test_demo_simulates_anew_when_its_arguments_change(tmp_path, monkeypatch):
+    from seg_perception import cli_replay
+
+    calls = []
+    monkeypatch.setattr("seg_perception.sim.bag.write_bag", lambda path, world, frames, **kw: (
+        calls.append((path.name, frames)), path.mkdir(parents=True)))
+    monkeypatch.setattr("seg_perception.pipeline.replay.replay", lambda *a, **k: (_ for _ in ()).throw(
+        SystemExit(0)))
+    for frames, expected in ((3, 2), (3, 0), (4, 2)):
+        calls.clear()
+        with pytest.raises(SystemExit):
+            cli_replay._demo(argparse.Namespace(out=tmp_path, frames=frames, seed=1))
+        assert len(calls) == expected, (frames, calls)

@@ -126,13 +126,31 @@ def segment_workers(config: PipelineConfig, processes: int = 1) -> int:
     return max(1, cores // processes // inference_threads(config))
 
 
+RGB_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def _rgb_topic(topics: dict[str, str], configured: str, taken: set[str]) -> str | None:
+    """The camera topic when the configured one is absent: its compressed transport (`<topic>/compressed`,
+    image_transport's name), else the only image topic no other role takes; None when it is ambiguous."""
+    if topics.get(configured + "/compressed") == "sensor_msgs/msg/CompressedImage":
+        return configured + "/compressed"
+    images = [t for t, kind in topics.items() if kind in RGB_TYPES and t not in taken]
+    return images[0] if len(images) == 1 else None
+
+
 def _present_roles(reader: BagReader, config: PipelineConfig, report: EvaluationReport) -> dict[str, str]:
     """topic → role for the configured topics the bag has; a missing RGB topic is an error, others are skipped."""
     present, bag = set(reader.topics), reader.paths[0]
     roles = {topic: role for role, topic in config.topics.items() if topic}
     if config.topics["rgb"] not in present:
-        raise BagError(f"{bag} has no RGB topic {config.topics['rgb']!r} (set topics.rgb); topics there: "
-                       f"{sorted(present)}")
+        found = _rgb_topic(reader.topics, config.topics["rgb"], set(roles) - {config.topics["rgb"]})
+        if found is None:
+            images = sorted(t for t, kind in reader.topics.items() if kind in RGB_TYPES)
+            raise BagError(f"{bag} has no RGB topic {config.topics['rgb']!r}, and which image topic is the camera's "
+                           f"is ambiguous: {images or 'none'} (set topics.rgb or --topic rgb=...)")
+        log.info("%s: no %s; the camera is %s", bag.name, config.topics["rgb"], found)
+        del roles[config.topics["rgb"]]
+        roles[found] = "rgb"
     for topic, role in list(roles.items()):
         if topic not in present:
             log.warning("%s: no %s topic %s; replaying without it", bag.name, role, topic)
