@@ -549,3 +549,18 @@ def test_a_misspelt_parameter_refuses_to_start_and_names_the_one_meant(graph):
 
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) 'modle' \(did you mean 'model'\?\); accepted: "):
         graph.node(SegmentationNode, modle="student_rgb")
+
+
+@pytest.mark.parametrize("module", ["segmentation_node", "perception_node", "voxel_mapping_node"])
+def test_node_command_lines_print_help_and_refuse_wrong_types_in_one_line(module):
+    import subprocess
+    import sys
+
+    require_ros("rclpy", "seg_perception.msg")
+    command = [sys.executable, "-m", f"seg_perception.ros.{module}"]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and module in shown.stdout and "Traceback" not in shown.stderr
+    parameter = "voxel_size:=abc" if module == "voxel_mapping_node" else "k:=abc"
+    refused = subprocess.run([*command, "--ros-args", "-p", parameter], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "expecting type" in refused.stderr and parameter.split(":")[0] in refused.stderr

@@ -3,6 +3,7 @@ live changes, sensor QoS, and /diagnostics."""
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,18 @@ def validating_callback(table: tuple[Parameter, ...],
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     return callback
+
+
+def help_requested(args: list[str] | None, doc: str | None) -> bool:
+    """Print a node's usage (its module docstring) when -h/--help comes before any --ros-args; True then.
+    rclpy itself would ignore the flag and start the node."""
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if not {"-h", "--help"} & set(own):
+        return False
+    print((doc or "").strip())
+    print("\nParameters: ros2 run seg_perception <node> --ros-args -p name:=value (or --params-file FILE)")
+    return True
 
 
 def sensor_qos(reliability: str, depth: int) -> QoSProfile:

@@ -32,6 +32,7 @@ waits for inference, the newest frame wins and the dropped ones are counted.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections import Counter
 from dataclasses import replace
@@ -42,7 +43,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import InvalidParameterValueException
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -55,7 +56,7 @@ from seg_perception.msg import SegmentationInfo
 from seg_perception.pipeline import FrameBundle, LiveScheduler, Perception, PipelineConfig, SchedulerClosed
 from seg_perception.pipeline.parameters import SEGMENTATION, Parameter as TableParameter, pipeline_config
 
-from .common import declare, diagnostic_array, sensor_qos, validating_callback
+from .common import declare, diagnostic_array, help_requested, sensor_qos, validating_callback
 from .messages import RclpyFactory, message_class
 from .worker import IMAGE_OUTPUTS, Frame, FrameIntake, ResultPublisher, short_reason
 
@@ -445,10 +446,12 @@ def _free_memory(device: str) -> None:
 def run(node_class: type[SegmentationNode], args: list[str] | None = None) -> int:
     """Initialise rclpy, create the node, walk it to active with `autostart`, spin until Ctrl-C or an
     external shutdown, then shut the node down (which releases the engine). Returns the exit code."""
+    if help_requested(args, sys.modules[node_class.__module__].__doc__):
+        return 0
     rclpy.init(args=args)
     try:
         node = node_class()
-    except (ValueError, InvalidParameterValueException) as exc:  # a parameter override that is refused
+    except (ValueError, ParameterException) as exc:  # a parameter override that is refused (wrong type too)
         rclpy.logging.get_logger(node_class.__name__).error(str(exc))
         rclpy.try_shutdown()
         return 1

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -56,7 +57,7 @@ from seg_perception.mapping import MappingError, SemanticVoxelMap, load_map, sav
 from seg_perception.pipeline import LidarSweep, MessageDecoder, Synchronizer, map_sweep, sweep_middle_ns
 from seg_perception.pipeline.parameters import MAPPING
 
-from .common import declare, diagnostic_array, sensor_qos, validating_callback
+from .common import declare, diagnostic_array, help_requested, sensor_qos, validating_callback
 from .messages import RclpyFactory
 from .transforms import TransformIntake, TransformWaiter
 
@@ -367,6 +368,8 @@ class VoxelMappingNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run seg_perception voxel_mapping_node`: spin until Ctrl-C or shutdown, then save if configured."""
+    if help_requested(args, __doc__):
+        return 0
     rclpy.init(args=args)
     node = None
     try:
@@ -374,7 +377,8 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # a parameter, label set, static transform or map file refused (all ValueErrors)
+    except (ValueError, ParameterException) as exc:  # a parameter (of the wrong type too), label set, static
+        # transform or map file refused
         if node is not None:
             raise
         rclpy.logging.get_logger("voxel_mapping_node").fatal(str(exc))
