@@ -49,6 +49,7 @@ setup(
         "pyyaml>=6",
         "numba>=0.60",
         "tqdm>=4.60",
+        "matplotlib>=3.7",  # replay's and evaluate's report plots
     ],
     extras_require={
         "torch": ["torch>=2.2", "safetensors>=0.4"],
