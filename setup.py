@@ -13,11 +13,11 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA_FOLDERS = ("msg", "config")
+DATA_FOLDERS = ("msg", "config", "data")
 
 
 class BuildWithData(build_py):
-    """Copy the top-level msg/ and config/ into the built package (seg_perception/data/), where
+    """Copy the top-level msg/, config/ and data/ into the built package (seg_perception/data/), where
     seg_perception.resources finds them."""
 
     def run(self) -> None:
