@@ -2,8 +2,11 @@
 `mcap` reader), parallel bags merged exactly, and bad bags."""
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,6 +329,9 @@ def test_output_bags_open_right_in_players(bag, config, tmp_path):
                 frontier.append(b)
     assert camera_frame in reached, (cloud_frame, camera_frame, edges)
     assert all(info.latency_ms > 0 for info in by_topic["/seg_perception/info"])
+    layout = json.loads((Path(__file__).resolve().parents[1] / "config" / "foxglove" / "replay_output.json").read_text())
+    shown = set(re.findall(r'"(/[a-z_/]+?)(?:\.[a-z_]+)?"', json.dumps(layout)))
+    assert shown and shown <= set(by_topic), shown - set(by_topic)  # the Foxglove layout shows what replay writes
 
 
 def test_bags_of_the_same_name_get_their_own_output_folders(bag, config, tmp_path):
