@@ -140,6 +140,9 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     spec = source.spec(input_size=args.size, k=args.k, precision=args.precision)
     checkpoint = source.checkpoint()
+    if sys.stderr.isatty():  # the export and its parity check take seconds
+        print(f"exporting {source.model_id} at {spec.width}x{spec.height} and checking it against PyTorch ...",
+              file=sys.stderr)
     export_onnx(checkpoint, args.out, spec)
     config = source.config
     preprocess = Preprocessor(config.modalities, config.event_bins, spec.width, spec.height)

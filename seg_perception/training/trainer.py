@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -271,7 +272,7 @@ def _precompute_teacher(teacher: Any, dataset: Any, folder: Path) -> float:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     todo = [i for i in range(len(dataset)) if not (folder / f"{i:07d}.npz").exists()]
-    for index in tqdm(todo, desc="teacher outputs", leave=False, dynamic_ncols=True):
+    for index in tqdm(todo, desc="teacher outputs", leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty()):
         sample = dataset[index]
         out = teacher({m: sample[m][None] for m in teacher.modalities})
         partial = folder / f"{index:07d}.tmp.npz"
@@ -306,4 +307,4 @@ def _progress(loader: Any, description: str, rank: int) -> Any:
         return loader
     from tqdm import tqdm
 
-    return tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
+    return tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
