@@ -345,3 +345,32 @@ def test_bags_of_the_same_name_get_their_own_output_folders(bag, config, tmp_pat
                     ReplayOptions())
     assert (tmp_path / "out" / "a_drive").is_dir() and (tmp_path / "out" / "b_drive").is_dir()
     assert report.frames == 2 * FRAMES
+
+
+def test_topics_of_the_wrong_type_are_counted_and_the_report_is_written(bag, config, tmp_path):
+    """The optional label topic carrying point clouds costs the scores, not the bag; an RGB topic of camera
+    infos costs every frame, and the report still says why."""
+    from seg_perception.io import BagWriter, read_messages
+
+    def rewritten(name: str, topic: str, replacement: str) -> Path:
+        out = tmp_path / name
+        with BagWriter(out, "mcap") as writer:
+            substitutes = [m.msg for m in read_messages(bag, [replacement])]
+            for message in read_messages(bag):
+                msg = message.msg
+                if message.topic == topic:
+                    msg = substitutes[min(len(substitutes) - 1, len(substitutes) // 2)]
+                writer.write(message.topic + ("_" if message.topic == topic else ""), msg, message.log_time_ns,
+                             latched=message.topic == "/tf_static")
+        return out
+
+    labels_as_clouds = rewritten("labels", "/camera/labels", "/lidar/points")
+    odd = replace(config, topics={**config.topics, "labels": "/camera/labels_"})
+    report = replay_bag(labels_as_clouds, odd, tmp_path / "a")
+    assert report.frames == FRAMES and report.frames_scored == 0
+    assert sum(n for r, n in report.skipped.items() if r.startswith("labels on /camera/labels_")) == FRAMES
+    rgb_as_infos = rewritten("rgb", "/camera/image_raw/compressed", "/camera/camera_info")
+    odd = replace(config, topics={**config.topics, "rgb": "/camera/image_raw/compressed_"})
+    report = replay_bag(rgb_as_infos, odd, tmp_path / "b")
+    assert report.frames == 0 and sum(n for r, n in report.skipped.items() if r.startswith("rgb on")) == FRAMES
+    assert (tmp_path / "b" / "rgb").is_dir()
