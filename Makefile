@@ -46,7 +46,7 @@ $(VENV)/.ros: requirements/ros.txt tools/relocate_ros_wheels.py $(VENV)/.python
 setup: $(VENV)/.ros
 
 build: setup
-	@mkdir -p log; $(ROS_ENV) colcon --log-base log build --symlink-install --event-handlers console_cohesion- summary- \
+	@mkdir -p log; $(ROS_ENV) colcon --log-base log build --symlink-install --base-paths . interfaces --event-handlers console_cohesion- summary- \
 		--cmake-args -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" -DPython3_NumPy_INCLUDE_DIR="$$(cat $(VENV)/.numpy-include)" -DBUILD_TESTING=OFF \
 		> log/colcon-build.txt 2>&1 || { cat log/colcon-build.txt; exit 1; }
 	@echo "colcon build: ok (log/colcon-build.txt)"
