@@ -1,6 +1,7 @@
 """sensor_msgs/PointCloud2 ⇄ numpy structured arrays, with fast column paths for LiDAR layouts."""
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Iterable
 
@@ -273,8 +274,9 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
     """The x, y, z fields of a PointCloud2 as an (N, 3) float32 array (a copy), organised clouds flattened.
 
     x, y, z as three little-endian FLOAT32 fields one after another (every common LiDAR driver)
-    take one OpenCV channel gather, about as fast as copying the message's bytes; any other types
-    or byte order are converted to float32 column by column.
+    take one compiled pass that gathers them and drops NaN points together (or, keeping NaNs, one
+    OpenCV channel gather), about as fast as copying the message's bytes; any other types or byte
+    order are converted to float32 column by column.
 
     Args:
         msg: a sensor_msgs/PointCloud2 of either world.
@@ -294,14 +296,14 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
     (tx, ox), (ty, oy), (tz, oz) = (dtype.fields[name][:2] for name in ("x", "y", "z"))
     words = _packed_words(data, geometry)
     float32 = np.dtype("<f4")
-    if (
-        words is not None
-        and tx == ty == tz == float32
-        and ox % 4 == 0
-        and oy == ox + 4
-        and oz == ox + 8
-        and words.shape[1] <= _CV_MAX_CHANNELS
-    ):
+    packed = words is not None and tx == ty == tz == float32 and ox % 4 == 0 and oy == ox + 4 and oz == ox + 8
+    if packed and skip_nans:
+        # One compiled pass gathers x, y, z and keeps the points without NaN: the gather, a NaN test
+        # over (N, 3) and a boolean-mask copy were three passes and ~2x sensor_msgs_py's time.
+        xyz = np.empty((height * width, 3), dtype=np.float32)
+        count = _compiled_finite_xyz()(data.view(np.float32), point_step // 4, ox // 4, xyz)
+        return xyz[:count]
+    if packed and words.shape[1] <= _CV_MAX_CHANNELS:
         # OpenCV's blocked channel gather beats numpy's strided copies (~2x on 32-byte points).
         out = np.empty((height * width, 1, 3), dtype=np.int32)
         source = words.reshape(-1, 1, words.shape[1])
@@ -320,6 +322,27 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
     if skip_nans and xyz.size and np.isnan(xyz.min()):
         xyz = xyz[~np.isnan(xyz).any(axis=1)]
     return xyz
+
+
+@functools.cache
+def _compiled_finite_xyz() -> Any:
+    """`_finite_xyz` compiled with numba, on first use (importing numba costs half a second)."""
+    from numba import njit
+
+    return njit(cache=True, boundscheck=False)(_finite_xyz)
+
+
+def _finite_xyz(values, step, first, out):
+    """Copy x, y, z (floats first..first+2 of every `step` floats of `values`) of the points without
+    NaN into the first rows of `out`; return how many. Each point is written and the count advances
+    only when it is kept, so there is no branch per point."""
+    count = 0
+    for i in range(out.shape[0]):
+        at = i * step + first
+        x, y, z = values[at], values[at + 1], values[at + 2]
+        out[count, 0], out[count, 1], out[count, 2] = x, y, z
+        count += (x == x) & (y == y) & (z == z)
+    return count
 
 
 def cloud_to_columns(msg: Any, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
