@@ -274,9 +274,8 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
     """The x, y, z fields of a PointCloud2 as an (N, 3) float32 array (a copy), organised clouds flattened.
 
     x, y, z as three little-endian FLOAT32 fields one after another (every common LiDAR driver)
-    take one compiled pass that gathers them and drops NaN points together (or, keeping NaNs, one
-    OpenCV channel gather), about as fast as copying the message's bytes; any other types or byte
-    order are converted to float32 column by column.
+    take one OpenCV channel gather, about as fast as copying the message's bytes; any other types
+    or byte order are converted to float32 column by column.
 
     Args:
         msg: a sensor_msgs/PointCloud2 of either world.
@@ -296,14 +295,14 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
     (tx, ox), (ty, oy), (tz, oz) = (dtype.fields[name][:2] for name in ("x", "y", "z"))
     words = _packed_words(data, geometry)
     float32 = np.dtype("<f4")
-    packed = words is not None and tx == ty == tz == float32 and ox % 4 == 0 and oy == ox + 4 and oz == ox + 8
-    if packed and skip_nans:
-        # One compiled pass gathers x, y, z and keeps the points without NaN: the gather, a NaN test
-        # over (N, 3) and a boolean-mask copy were three passes and ~2x sensor_msgs_py's time.
-        xyz = np.empty((height * width, 3), dtype=np.float32)
-        count = _compiled_finite_xyz()(data.view(np.float32), point_step // 4, ox // 4, xyz)
-        return xyz[:count]
-    if packed and words.shape[1] <= _CV_MAX_CHANNELS:
+    if (
+        words is not None
+        and tx == ty == tz == float32
+        and ox % 4 == 0
+        and oy == ox + 4
+        and oz == ox + 8
+        and words.shape[1] <= _CV_MAX_CHANNELS
+    ):
         # OpenCV's blocked channel gather beats numpy's strided copies (~2x on 32-byte points).
         out = np.empty((height * width, 1, 3), dtype=np.int32)
         source = words.reshape(-1, 1, words.shape[1])
@@ -318,29 +317,29 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
             for axis, name in enumerate(("x", "y", "z")):
                 xyz[..., axis] = view[name]
         xyz = xyz.reshape(-1, 3)
-    # min propagates NaN: one vectorised pass decides whether the masking copy is needed at all.
+    # min propagates NaN: one vectorised pass decides whether any point must go. Those are dropped in
+    # place in one compiled pass: an isnan over (N, 3), its any() and a boolean-mask copy took ~2x
+    # sensor_msgs_py's whole read_points_numpy on a sweep with NaN returns.
     if skip_nans and xyz.size and np.isnan(xyz.min()):
-        xyz = xyz[~np.isnan(xyz).any(axis=1)]
+        xyz = xyz[:_compiled_drop_nan_rows()(xyz)]
     return xyz
 
 
 @functools.cache
-def _compiled_finite_xyz() -> Any:
-    """`_finite_xyz` compiled with numba, on first use (importing numba costs half a second)."""
+def _compiled_drop_nan_rows() -> Any:
+    """`_drop_nan_rows` compiled with numba, on first use (importing numba costs half a second)."""
     from numba import njit
 
-    return njit(cache=True, boundscheck=False)(_finite_xyz)
+    return njit(cache=True, boundscheck=False)(_drop_nan_rows)
 
 
-def _finite_xyz(values, step, first, out):
-    """Copy x, y, z (floats first..first+2 of every `step` floats of `values`) of the points without
-    NaN into the first rows of `out`; return how many. Each point is written and the count advances
-    only when it is kept, so there is no branch per point."""
+def _drop_nan_rows(xyz):
+    """Move the rows of the (N, 3) array `xyz` without NaN to its front, in order; return how many.
+    Each row is written and the count advances only when it is kept: no branch per point."""
     count = 0
-    for i in range(out.shape[0]):
-        at = i * step + first
-        x, y, z = values[at], values[at + 1], values[at + 2]
-        out[count, 0], out[count, 1], out[count, 2] = x, y, z
+    for i in range(xyz.shape[0]):
+        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+        xyz[count, 0], xyz[count, 1], xyz[count, 2] = x, y, z
         count += (x == x) & (y == y) & (z == z)
     return count
 
