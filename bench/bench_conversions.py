@@ -4,7 +4,7 @@ Prints JSON. Targets (issue #2): Image and PointCloud2 decoding <= 1.5x a numpy 
 bytes; evt3 decoding >= 20 M events/s on one core. Issue #18: evt3 decoding at least as fast as the
 `evt3` package (and expelliarmus) on the same bytes; `cloud_to_xyz` dropping NaN points at least as
 fast as sensor_msgs_py's `read_points_numpy(skip_nans=True)`. Peers and this package run interleaved,
-best of `--repeat`, so the machine's load hits all alike; compare the ratios. `--baseline TREE` adds
+best CPU time of `--repeat`, so the machine's load hits all alike; compare the ratios. `--baseline TREE` adds
 the `seg_perception.io` of another source tree (e.g. `git archive` of an older commit) to the
 evt3 and NaN-cloud comparisons.
 
@@ -93,15 +93,17 @@ def bench_cloud(repeat: int) -> dict:
 
 
 def interleaved(fns: dict, repeat: int) -> dict:
-    """Best seconds of one call of each function, the functions taking turns `repeat` times."""
+    """Best CPU seconds (process time) of one call of each function, the functions taking turns `repeat`
+    times. CPU time, not wall time: on a shared machine a single-threaded decoder's wall time is
+    mostly other processes' load, its CPU time is what it costs on one core."""
     best = {name: float("inf") for name in fns}
     for fn in fns.values():
         fn()
     for _ in range(repeat):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], time.process_time() - start)
     return best
 
 

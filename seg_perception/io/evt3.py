@@ -39,8 +39,9 @@ _WRAP_MIN_STEP = 4096 - 1 - 10
 _POPCOUNT = np.array([bin(m).count("1") for m in range(4096)], np.int64)
 _HIGHEST = np.array([m.bit_length() - 1 for m in range(4096)], np.int64)
 # report[] slots filled by the compiled decoder.
+_REPORT = range(10)
 (_R_DROPPED, _R_LAST_BASE, _R_VECTOR_AFTER, _R_MAX_X, _R_MAX_Y, _R_MISSING_Y, _R_MISSING_TIME, _R_MISSING_BASE,
- _R_RESERVED, _R_COUNT, _R_TRIGGERS) = range(11)
+ _R_COUNT, _R_TRIGGERS) = _REPORT
 
 
 class Evt3Decoder:
@@ -97,15 +98,21 @@ class Evt3Decoder:
         words = raw.view(">u2" if big_endian else "<u2").astype(np.uint16, copy=False)  # native order
         if words.size == 0:
             return empty_events(), empty_triggers()
-        report = np.zeros(11, np.int64)
-        state = self._state.copy()
-        cd, triggers = _compiled_decoder()(words, state, report, 0 if stamp is None else int(stamp),
-                                           stamp is not None, _POPCOUNT, _HIGHEST)
-        if report[_R_RESERVED]:
-            bad = [kind for kind in range(16) if report[_R_RESERVED] >> kind & 1]
+        count_words, decode_words = _compiled()
+        bound, n_triggers, reserved = count_words(words, _POPCOUNT)
+        if reserved:
+            bad = [kind for kind in range(16) if reserved >> kind & 1]
             raise ConversionError(
                 f"evt3 word type(s) {[hex(v) for v in bad]} are not EVT 3.0 types; accepted: "
                 f"{', '.join(hex(v) for v in _KNOWN_TYPES)}")
+        # Allocated by numpy, which asks for huge pages: faulting in 48 MB of numba-allocated output
+        # for 3 M events took longer than decoding them.
+        cd = np.empty((bound + 12, 2), np.int64)
+        triggers = np.empty((n_triggers, 2), np.int64)
+        report = np.zeros(len(_REPORT), np.int64)
+        state = self._state.copy()
+        decode_words(words, state, report, 0 if stamp is None else int(stamp), stamp is not None, _POPCOUNT,
+                     _HIGHEST, cd, triggers)
         self._state = state
         if strict and report[_R_LAST_BASE] >= 0 and not report[_R_VECTOR_AFTER]:
             raise ConversionError(
@@ -127,22 +134,15 @@ class Evt3Decoder:
 
 
 @functools.cache
-def _compiled_decoder() -> Any:
-    """`_decode_evt3` compiled with numba, on first use (importing numba costs half a second)."""
+def _compiled() -> tuple[Any, Any]:
+    """`_count_evt3` and `_decode_evt3` compiled with numba, on first use (importing numba costs half a second)."""
     from numba import njit
 
-    return njit(cache=True, boundscheck=False)(_decode_evt3)
+    return njit(cache=True, boundscheck=False)(_count_evt3), njit(cache=True, boundscheck=False)(_decode_evt3)
 
 
-def _decode_evt3(words, state, report, stamp, relative, popcount, highest):
-    """Decode EVT 3.0 words into (N, 2) int64 rows of EVENT_DTYPE and TRIGGER_DTYPE (see
-    `packed_rows`). state = [y, time high, base x, polarity, wrap loops, time low] (-1: unset) is read
-    and written back. `report` gets the slots named _R_* (missing: first event word without a row,
-    a time, a vector base; -1: none). With `relative`, t = stamp + (µs - µs of the first event) * 1000.
-
-    One compiled pass writes the final layout: a vector's 12 candidate events are written
-    unconditionally and the count advances by each mask bit, which avoids a mispredicted branch per
-    pixel (the output has 12 spare rows for it)."""
+def _count_evt3(words, popcount):
+    """(CD events, EXT_TRIGGER words, bit mask of the reserved word types seen) of EVT 3.0 words."""
     bound, n_triggers, reserved = 0, 0, 0
     for i in range(words.size):
         kind = words[i] >> 12
@@ -156,11 +156,19 @@ def _decode_evt3(words, state, report, stamp, relative, popcount, highest):
             n_triggers += 1
         elif (_RESERVED_MASK >> kind) & 1:
             reserved |= 1 << kind
-    cd = np.empty((bound + 12, 2), np.int64)
-    triggers = np.empty((n_triggers, 2), np.int64)
-    report[_R_RESERVED] = reserved
-    if reserved:
-        return cd, triggers
+    return bound, n_triggers, reserved
+
+
+def _decode_evt3(words, state, report, stamp, relative, popcount, highest, cd, triggers):
+    """Decode EVT 3.0 words into (N, 2) int64 rows of EVENT_DTYPE (`cd`, 12 rows more than its events)
+    and TRIGGER_DTYPE (`triggers`), see `packed_rows`. state = [y, time high, base x, polarity, wrap
+    loops, time low] (-1: unset) is read and written back. `report` gets the slots named _R_*
+    (missing: first event word without a row, a time, a vector base; -1: none). With `relative`,
+    t = stamp + (µs - µs of the first event) * 1000.
+
+    One compiled pass writes the final layout: a vector's 12 candidate events are written
+    unconditionally and the count advances by each mask bit, which avoids a mispredicted branch per
+    pixel (hence the 12 spare rows)."""
     y, high, base, pol, loops, low = state[0], state[1], state[2], state[3], state[4], state[5]
     count, n_trig, dropped, last_base, vector_after, max_x, max_y = 0, 0, 0, -1, 1, 0, 0
     missing_y, missing_time, missing_base = -1, -1, -1
@@ -242,7 +250,6 @@ def _decode_evt3(words, state, report, stamp, relative, popcount, highest):
     report[_R_DROPPED], report[_R_LAST_BASE], report[_R_VECTOR_AFTER] = dropped, last_base, vector_after
     report[_R_MAX_X], report[_R_MAX_Y], report[_R_COUNT], report[_R_TRIGGERS] = max_x, max_y, count, n_trig
     report[_R_MISSING_Y], report[_R_MISSING_TIME], report[_R_MISSING_BASE] = missing_y, missing_time, missing_base
-    return cd, triggers
 
 
 def encode_evt3(events: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -88,12 +88,15 @@ def libcaer_cmp_to_events(raw: np.ndarray, width: int, height: int, time_base: i
         return empty_events()
     time_base = int(time_base)
     _check_time(time_base, _CMP_MAX_US, "libcaer_cmp")
-    report = np.zeros(6, np.int64)  # bad code word, missing x, missing base, count, max x, max y
-    rows = _compiled_cmp()(words, time_base, report, _POPCOUNT8, _HIGHEST8)
-    bad, missing_x, missing_base, count, max_x, max_y = (int(v) for v in report)
+    count_words, decode_words = _compiled_cmp()
+    bound, bad = count_words(words, _POPCOUNT8)
     if bad >= 0:
         raise ConversionError(
             f"libcaer_cmp word {bad} has code {int(words[bad]) >> 12}; accepted: 0..5 ({_CMP_NAMES})")
+    rows = np.empty((bound + 8, 2), np.int64)  # by numpy, which asks for huge pages (see evt3.py)
+    report = np.zeros(5, np.int64)  # missing x, missing base, count, max x, max y
+    decode_words(words, time_base, report, _HIGHEST8, rows)
+    missing_x, missing_base, count, max_x, max_y = (int(v) for v in report)
     if missing_x >= 0 or missing_base >= 0:
         word, needs = (missing_x, "ADDR_X") if missing_x >= 0 else (missing_base, "VECT_BASE_Y")
         raise ConversionError(f"libcaer_cmp event word {word} comes before any {needs}; accepted: a self-contained "
@@ -112,20 +115,16 @@ def _check_time(time_base: int, last_us: int, what: str) -> None:
 
 
 @functools.cache
-def _compiled_cmp() -> Any:
-    """`_decode_cmp` compiled with numba, on first use."""
+def _compiled_cmp() -> tuple[Any, Any]:
+    """`_count_cmp` and `_decode_cmp` compiled with numba, on first use."""
     from numba import njit
 
-    return njit(cache=True, boundscheck=False)(_decode_cmp)
+    return njit(cache=True, boundscheck=False)(_count_cmp), njit(cache=True, boundscheck=False)(_decode_cmp)
 
 
-def _decode_cmp(words, time_base, report, popcount, highest):
-    """libcaer_cmp words → (N, 2) int64 rows of EVENT_DTYPE, t = time_base + offset µs × 1000.
-    report = [first word with a bad code, first event word without x, first VECT_8 without a base
-    (-1: none), count, max x, max y]. A VECT_8 writes its 8 candidates unconditionally
-    and advances by each mask bit (no branch per pixel), hence 8 spare rows."""
+def _count_cmp(words, popcount):
+    """(events, first word with a code other than 0..5 or -1) of libcaer_cmp words."""
     bound = 0
-    report[0], report[1], report[2] = -1, -1, -1
     for i in range(words.size):
         code = words[i] >> 12
         if code == CMP_ADDR_Y:
@@ -133,9 +132,16 @@ def _decode_cmp(words, time_base, report, popcount, highest):
         elif code == CMP_VECT_8:
             bound += popcount[words[i] & 0xFF]
         elif code > CMP_VECT_8:
-            report[0] = i
-            return np.empty((0, 2), np.int64)
-    rows = np.empty((bound + 8, 2), np.int64)
+            return bound, i
+    return bound, -1
+
+
+def _decode_cmp(words, time_base, report, highest, rows):
+    """libcaer_cmp words → (N, 2) int64 `rows` of EVENT_DTYPE, t = time_base + offset µs × 1000.
+    report = [first event word without x, first VECT_8 without a base (-1: none), count, max x,
+    max y]. A VECT_8 writes its 8 candidates unconditionally and advances by each mask bit (no
+    branch per pixel), hence 8 spare rows in `rows`."""
+    report[0], report[1] = -1, -1
     high, low, x, base, pol = 0, 0, -1, -1, 0
     count, max_x, max_y, t = 0, 0, 0, time_base
     for i in range(words.size):
@@ -144,8 +150,8 @@ def _decode_cmp(words, time_base, report, popcount, highest):
         if code == CMP_VECT_8:
             mask = payload & 0xFF
             if x < 0 or base < 0:
-                report[1 if x < 0 else 2] = i
-                return rows
+                report[0 if x < 0 else 1] = i
+                return
             column = x | (pol << 32)
             for bit in range(8):
                 rows[count, 0] = column | ((base + bit) << 16)
@@ -157,8 +163,8 @@ def _decode_cmp(words, time_base, report, popcount, highest):
             base += 8
         elif code == CMP_ADDR_Y:
             if x < 0:
-                report[1] = i
-                return rows
+                report[0] = i
+                return
             y = payload & 0x7FF
             rows[count, 0] = x | (y << 16) | ((payload >> 11) << 32)
             rows[count, 1] = t
@@ -174,5 +180,4 @@ def _decode_cmp(words, time_base, report, popcount, highest):
             t = time_base + ((high << 12) | low) * 1000
         elif code == CMP_VECT_BASE_Y:
             base, pol = payload & 0x7FF, payload >> 11
-    report[3], report[4], report[5] = count, max_x, max_y
-    return rows
+    report[2], report[3], report[4] = count, max_x, max_y
