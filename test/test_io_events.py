@@ -416,6 +416,23 @@ def test_mono_packet_round_trip(stream):
     np.testing.assert_array_equal(packet_to_events(events_to_packet(events, width, height, encoding="mono")), events)
 
 
+# ---------------------------------------------------------------------------------------------- trigger
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_hand_built_trigger_packet(order):
+    """The "trigger" encoding: 64-bit words, edge bit 63, id bits 55..48, dt (ns from the header stamp) bits 31..0."""
+    payload = b"".join(struct.pack(f"{order}Q", edge << 63 | trigger_id << 48 | dt)
+                       for edge, trigger_id, dt in [(1, 0, 0), (0, 0, 1_000), (1, 3, 0xFFFFFFFF)])
+    events, triggers = packet_to_events_and_triggers(_packet(RosbagsFactory(), payload, encoding="trigger",
+                                                             big_endian=order == ">"))
+    assert events.size == 0
+    np.testing.assert_array_equal(triggers, _triggers([(0, 0, 1), (1_000, 0, 0), (0xFFFFFFFF, 3, 1)],
+                                                      lambda dt: STAMP + dt))
+    with pytest.raises(ConversionError, match="not a multiple of 8"):
+        packet_to_events(_packet(RosbagsFactory(), payload[:-1], encoding="trigger"))
+
+
 # ---------------------------------------------------------------------------------------------- both worlds + CDR
 
 
@@ -472,7 +489,7 @@ def test_bad_evt3_packets(payload, match):
 
 def test_bad_packets_and_arguments():
     factory = RosbagsFactory()
-    with pytest.raises(ConversionError, match="encoding 'evt2' is not supported; supported: evt3, mono, libcaer, libcaer_cmp"):
+    with pytest.raises(ConversionError, match="encoding 'evt2' is not supported; supported: evt3, mono, libcaer, libcaer_cmp, trigger"):
         packet_to_events(_packet(factory, b"", encoding="evt2"))
     with pytest.raises(ConversionError, match="not a multiple of 8"):
         packet_to_events(_packet(factory, bytes(12), encoding="mono"))

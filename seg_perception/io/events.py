@@ -8,15 +8,17 @@ Every decoder returns, and every encoder takes, one layout: a 1-D structured arr
     p  uint8   polarity: 1 = ON (brighter), 0 = OFF (darker)
     t  int64   absolute time in nanoseconds on the ROS clock of the message header
 
-External trigger edges, where the encoding carries them (evt3 EXT_TRIGGER), come beside the CD
-events from `packet_to_events_and_triggers`, as a `TRIGGER_DTYPE` array: t (ns, same clock as the
-events), id (the trigger input), p (1 = rising edge, 0 = falling).
+External trigger edges, where the encoding carries them (evt3 EXT_TRIGGER; the "trigger" encoding
+of older metavision_driver versions, which carries nothing else), come beside the CD events from
+`packet_to_events_and_triggers`, as a `TRIGGER_DTYPE` array: t (ns, same clock as the events), id
+(the trigger input), p (1 = rising edge, 0 = falling).
 
 Time of an event, per message type:
 
 - dvs_msgs/EventArray: `t` is the event's own `ts` stamp (the header stamp is not used).
-- event_camera_msgs/EventPacket "mono": `t = header.stamp + dt`, as the event_camera_msgs README
-  gives for the best ROS-time estimate (`time_base + dt` would be sensor time instead).
+- event_camera_msgs/EventPacket "mono" and "trigger": `t = header.stamp + dt`, as the
+  event_camera_msgs README gives for the best ROS-time estimate (`time_base + dt` would be sensor
+  time instead).
 - event_camera_msgs/EventPacket "evt3": the stream carries sensor time only (µs, 24 bits plus
   wrap-arounds); metavision_driver sets `time_base = 0` ("not used") and stamps the header with the
   ROS time at which the packet's first raw buffer arrived. So `t = header.stamp + (sensor_t -
@@ -49,7 +51,7 @@ __all__ = [
 
 EVENT_ARRAY_TYPE = "dvs_msgs/msg/EventArray"
 EVENT_PACKET_TYPE = "event_camera_msgs/msg/EventPacket"
-PACKET_ENCODINGS = ("evt3", "mono", "libcaer", "libcaer_cmp")  # decoded
+PACKET_ENCODINGS = ("evt3", "mono", "libcaer", "libcaer_cmp", "trigger")  # decoded
 WRITTEN_ENCODINGS = ("evt3", "mono")
 
 
@@ -143,7 +145,7 @@ def packet_to_events(msg: Any, decoder: Evt3Decoder | None = None) -> np.ndarray
 
 
 def packet_to_events_and_triggers(msg: Any, decoder: Evt3Decoder | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """event_camera_msgs/EventPacket (evt3, mono, libcaer, libcaer_cmp) → (CD events, trigger edges).
+    """event_camera_msgs/EventPacket (evt3, mono, libcaer, libcaer_cmp, trigger) → (CD events, trigger edges).
 
     Args:
         msg: an EventPacket of either message world.
@@ -178,6 +180,9 @@ def packet_to_events_and_triggers(msg: Any, decoder: Evt3Decoder | None = None) 
         events = libcaer_cmp_to_events(as_bytes(msg.events), width, height, int(msg.time_base), big_endian)
     elif encoding == "libcaer":
         events = libcaer_to_events(as_bytes(msg.events), width, height, int(msg.time_base), big_endian)
+    elif encoding == "trigger":
+        return empty_events(), _trigger_words_to_triggers(as_bytes(msg.events), stamp_to_ns(msg.header.stamp),
+                                                          big_endian)
     else:
         raise ConversionError(
             f"event packet encoding {encoding!r} is not supported; supported: {', '.join(PACKET_ENCODINGS)}")
@@ -247,6 +252,20 @@ def _mono_to_events(raw: np.ndarray, width: int, height: int, stamp: int, big_en
     check_range(int(x.max()), int(y.max()), width, height, "mono event packet")
     t = (words & np.uint64(0xFFFFFFFF)).astype(np.int64) + stamp
     return _fill(x, y, words >> np.uint64(63), t)
+
+
+def _trigger_words_to_triggers(raw: np.ndarray, stamp: int, big_endian: bool) -> np.ndarray:
+    # 64-bit words: edge bit 63, trigger id bits 55..48 (as event_camera_codecs reads them; 0 where the
+    # event_camera_msgs README leaves them unused), dt (ns) bits 31..0.
+    if raw.size % 8:
+        raise ConversionError(
+            f"trigger event payload has {raw.size} bytes, not a multiple of 8; accepted: whole 64-bit words")
+    words = raw.view(">u8" if big_endian else "<u8")
+    out = np.empty(words.size, dtype=TRIGGER_DTYPE)
+    out["t"] = (words & np.uint64(0xFFFFFFFF)).astype(np.int64) + stamp
+    out["id"] = (words >> np.uint64(48)) & np.uint64(0xFF)
+    out["p"] = words >> np.uint64(63)
+    return out
 
 
 def _events_to_mono(events: np.ndarray, time_base: int) -> np.ndarray:
