@@ -98,8 +98,8 @@ class Evt3Decoder:
         words = raw.view(">u2" if big_endian else "<u2").astype(np.uint16, copy=False)  # native order
         if words.size == 0:
             return empty_events(), empty_triggers()
-        count_words, decode_words = _compiled()
-        bound, n_triggers, reserved = count_words(words, _POPCOUNT)
+        count_kernel, decode_kernel = _compiled()
+        bound, n_triggers, reserved = count_kernel(words, _POPCOUNT)
         if reserved:
             bad = [kind for kind in range(16) if reserved >> kind & 1]
             raise ConversionError(
@@ -111,8 +111,8 @@ class Evt3Decoder:
         triggers = np.empty((n_triggers, 2), np.int64)
         report = np.zeros(len(_REPORT), np.int64)
         state = self._state.copy()
-        decode_words(words, state, report, 0 if stamp is None else int(stamp), stamp is not None, _POPCOUNT,
-                     _HIGHEST, cd, triggers)
+        decode_kernel(words, state, report, 0 if stamp is None else int(stamp), stamp is not None, _POPCOUNT,
+                      _HIGHEST, cd, triggers)
         self._state = state
         if strict and report[_R_LAST_BASE] >= 0 and not report[_R_VECTOR_AFTER]:
             raise ConversionError(

@@ -88,14 +88,14 @@ def libcaer_cmp_to_events(raw: np.ndarray, width: int, height: int, time_base: i
         return empty_events()
     time_base = int(time_base)
     _check_time(time_base, _CMP_MAX_US, "libcaer_cmp")
-    count_words, decode_words = _compiled_cmp()
-    bound, bad = count_words(words, _POPCOUNT8)
+    count_kernel, decode_kernel = _compiled_cmp()
+    bound, bad = count_kernel(words, _POPCOUNT8)
     if bad >= 0:
         raise ConversionError(
             f"libcaer_cmp word {bad} has code {int(words[bad]) >> 12}; accepted: 0..5 ({_CMP_NAMES})")
     rows = np.empty((bound + 8, 2), np.int64)  # by numpy, which asks for huge pages (see evt3.py)
     report = np.zeros(5, np.int64)  # missing x, missing base, count, max x, max y
-    decode_words(words, time_base, report, _HIGHEST8, rows)
+    decode_kernel(words, time_base, report, _HIGHEST8, rows)
     missing_x, missing_base, count, max_x, max_y = (int(v) for v in report)
     if missing_x >= 0 or missing_base >= 0:
         word, needs = (missing_x, "ADDR_X") if missing_x >= 0 else (missing_base, "VECT_BASE_Y")
