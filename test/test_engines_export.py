@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -83,6 +84,22 @@ def test_exported_file_carries_label_set_and_contract(tmp_path):
     reopened = ModelSource.open(path)
     assert reopened.kind == "onnx" and reopened.spec() == spec
     assert reopened.label_set == source.label_set
+
+
+@pytest.mark.parametrize("without", ["onnx", "onnxruntime"])
+def test_export_metadata_reads_alike_without_onnx_or_without_onnxruntime(tmp_path, monkeypatch, without):
+    """Opening an export (and checking a cached one) reads its metadata through ONNX Runtime, never importing
+    onnx (~1 s of a start); where ONNX Runtime is missing, through onnx."""
+    source = ModelSource.open("student_rgb")
+    path = export_onnx(source.checkpoint(), tmp_path / "m.onnx", source.spec(k=10))
+    expected = read_onnx_metadata(path)
+    monkeypatch.setitem(sys.modules, without, None)  # `import <without>` raises ImportError
+    assert read_onnx_metadata(path) == expected
+    assert ModelSource.open(path).exported_spec == source.spec(k=10)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 100)
+    with pytest.raises(EngineError, match="not a readable ONNX model"):
+        read_onnx_metadata(corrupt)
 
 
 def test_fp16_export_keeps_fp32_io_and_mostly_agrees(frames, tmp_path):

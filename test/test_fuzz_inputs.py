@@ -286,7 +286,7 @@ def event_packets(draw):
     return FACTORY.make("event_camera_msgs/msg/EventPacket", header=header, height=draw(sizes(2048)),
                         width=draw(sizes(2048)), seq=draw(st.integers(0, 2**64 - 1)),
                         time_base=draw(st.integers(0, 2**64 - 1)),
-                        encoding=draw(st.sampled_from(["evt3", "evt3", "mono", "mono", "evt2", ""])),
+                        encoding=draw(st.sampled_from(["evt3", "evt3", "mono", "mono", "libcaer", "libcaer_cmp", "trigger", "evt2", ""])),
                         is_bigendian=draw(st.booleans()),
                         events=np.frombuffer(data, np.uint8))
 

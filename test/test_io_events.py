@@ -12,12 +12,14 @@ from conftest import cdr_roundtrip
 from seg_perception.io.errors import ConversionError
 from seg_perception.io.events import (
     EVENT_DTYPE,
+    TRIGGER_DTYPE,
     Evt3Decoder,
     encode_evt3,
     event_array_to_events,
     events_to_event_array,
     events_to_packet,
     packet_to_events,
+    packet_to_events_and_triggers,
 )
 from seg_perception.io.messages import RosbagsFactory, make_header
 
@@ -100,9 +102,11 @@ def _expected(rows, t_of=lambda us: us * 1000) -> np.ndarray:
     return _events([(x, y, p, t_of(us)) for x, y, p, us in rows])
 
 
-def _packet(factory, payload: bytes, width=640, height=480, encoding="evt3", stamp=STAMP, big_endian=False):
+def _packet(factory, payload: bytes, width=640, height=480, encoding="evt3", stamp=STAMP, big_endian=False,
+            time_base=0):
     return factory.make(PACKET, header=make_header(factory, stamp, "cam"), width=width, height=height,
-                        encoding=encoding, is_bigendian=big_endian, events=np.frombuffer(payload, np.uint8))
+                        encoding=encoding, is_bigendian=big_endian, events=np.frombuffer(payload, np.uint8),
+                        time_base=time_base)
 
 
 def _reference_evt3(data: bytes) -> list[tuple[int, int, int, int]]:
@@ -218,6 +222,162 @@ def test_a_clock_jump_realigns_the_stream():
     assert decoder.realigned == 1 and jumped["t"][0] == STAMP + 10_000_000_000
 
 
+# An EVT 3.0 stream with EXT_TRIGGER words (type 0xA: edge in bit 0, trigger id in bits 11..8) among CD events;
+# the first event of the stream is a trigger.
+TRIGGER_WORDS = [
+    0x8000 | 0x001,            # EVT_TIME_HIGH
+    0x6000 | 0x010,            # EVT_TIME_LOW: t = 0x1010 µs
+    0xA000 | 0x300 | 1,        # EXT_TRIGGER id 3, rising edge
+    0x0000 | 2,                # EVT_ADDR_Y y=2
+    0x2000 | 0x800 | 5,        # EVT_ADDR_X pol=1 x=5
+    0x6000 | 0x020,            # EVT_TIME_LOW: t = 0x1020 µs
+    0xA000 | 0x300 | 0,        # EXT_TRIGGER id 3, falling edge
+    0xA000 | 0x0F0 | 1,        # EXT_TRIGGER id 0, rising edge (bits 7..1 unused)
+    0x2000 | 6,                # EVT_ADDR_X pol=0 x=6
+]
+TRIGGER_CD = [(5, 2, 1, 0x1010), (6, 2, 0, 0x1020)]
+TRIGGERS = [(0x1010, 3, 1), (0x1020, 3, 0), (0x1020, 0, 1)]  # (sensor µs, id, edge)
+
+
+def _triggers(rows, t_of=lambda us: us * 1000) -> np.ndarray:
+    out = np.empty(len(rows), dtype=TRIGGER_DTYPE)
+    for i, (us, trigger_id, edge) in enumerate(rows):
+        out[i] = (t_of(us), trigger_id, edge)
+    return out
+
+
+def test_evt3_stream_with_triggers_decodes_to_known_cd_and_trigger_events():
+    events, triggers = Evt3Decoder(640, 480).decode_with_triggers(_words(*TRIGGER_WORDS))
+    np.testing.assert_array_equal(events, _expected(TRIGGER_CD))
+    np.testing.assert_array_equal(triggers, _triggers(TRIGGERS))
+    assert triggers.dtype == TRIGGER_DTYPE
+
+
+def test_evt3_packet_triggers_get_ros_time_from_the_first_event_even_a_trigger():
+    events, triggers = packet_to_events_and_triggers(_packet(RosbagsFactory(), _words(*TRIGGER_WORDS)))
+    to_ros = lambda us: STAMP + (us - 0x1010) * 1000  # noqa: E731 - the trigger at 0x1010 µs comes first
+    np.testing.assert_array_equal(events, _expected(TRIGGER_CD, to_ros))
+    np.testing.assert_array_equal(triggers, _triggers(TRIGGERS, to_ros))
+    np.testing.assert_array_equal(packet_to_events(_packet(RosbagsFactory(), _words(*TRIGGER_WORDS))), events)
+
+
+def test_hand_built_stream_trigger_is_decoded_not_skipped():
+    _, triggers = Evt3Decoder(640, 480).decode_with_triggers(_words(*HAND_WORDS))
+    np.testing.assert_array_equal(triggers, _triggers([(0xFFE200, 0, 1)]))  # the 0xA001 word
+
+
+@pytest.mark.parametrize("cut", range(1, len(TRIGGER_WORDS)))
+def test_triggers_carry_state_across_packets(cut):
+    decoder = Evt3Decoder(640, 480)
+    parts = [decoder.decode_with_triggers(_words(*TRIGGER_WORDS[:cut])),
+             decoder.decode_with_triggers(_words(*TRIGGER_WORDS[cut:]))]
+    np.testing.assert_array_equal(np.concatenate([e for e, _ in parts]), _expected(TRIGGER_CD))
+    np.testing.assert_array_equal(np.concatenate([t for _, t in parts]), _triggers(TRIGGERS))
+
+
+def test_trigger_before_any_time_is_dropped_in_a_stream_and_refused_in_a_packet():
+    decoder = Evt3Decoder(640, 480)
+    events, triggers = decoder.decode_with_triggers(_words(0xA001, *TRIGGER_WORDS))
+    assert decoder.dropped == 1
+    np.testing.assert_array_equal(triggers, _triggers(TRIGGERS))
+    with pytest.raises(ConversionError, match="before any EVT_TIME_HIGH"):
+        packet_to_events_and_triggers(_packet(RosbagsFactory(), _words(0xA001, *TRIGGER_WORDS)))
+
+
+# ---------------------------------------------------------------------------------------------- libcaer_cmp
+
+DAVIS = (346, 260)  # DAVIS 346 sensor width, height
+TIME_BASE = 1_700_000_000_000_000_000  # libcaer_driver: ROS time of the time-stamp reset + sensor time elapsed
+# libcaer_driver's compressed encoding: code in bits 15..12 (0 TIME_HIGH, 1 TIME_LOW, 2 ADDR_X, 3 ADDR_Y,
+# 4 VECT_BASE_Y, 5 VECT_8); x is a column, events are rows in it.
+CMP_WORDS = [
+    0x2000 | 10,               # ADDR_X x=10
+    0x3000 | 0x800 | 4,        # ADDR_Y pol=1 y=4 -> (10, 4) at 0 µs
+    0x1000 | 0x005,            # TIME_LOW: 5 µs
+    0x4000 | 16,               # VECT_BASE_Y pol=0 y=16
+    0x5000 | 0x081,            # VECT_8 bits 0, 7 -> y 16, 23; base moves to 24
+    0x5000 | 0x002,            # VECT_8 bit 1 -> y 25; base moves to 32
+    0x0000 | 0x002,            # TIME_HIGH 2: t = 2 << 12 | 5 = 8197 µs
+    0x2000 | 300,              # ADDR_X x=300
+    0x3000 | 7,                # ADDR_Y pol=0 y=7
+    0x4000 | 0x800 | 0,        # VECT_BASE_Y pol=1 y=0
+    0x5000 | 0xF00 | 0x003,    # VECT_8 bits 0, 1 (bits 11..8 unused) -> y 0, 1
+]
+CMP_EVENTS = [
+    (10, 4, 1, 0),
+    (10, 16, 0, 5), (10, 23, 0, 5), (10, 25, 0, 5),
+    (300, 7, 0, 8197),
+    (300, 0, 1, 8197), (300, 1, 1, 8197),
+]
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_hand_built_libcaer_cmp_packet_decodes_to_known_events(big_endian):
+    payload = b"".join(struct.pack(">H" if big_endian else "<H", w) for w in CMP_WORDS)
+    msg = _packet(RosbagsFactory(), payload, *DAVIS, encoding="libcaer_cmp", big_endian=big_endian,
+                  time_base=TIME_BASE)
+    events, triggers = packet_to_events_and_triggers(msg)
+    np.testing.assert_array_equal(events, _expected(CMP_EVENTS, lambda us: TIME_BASE + us * 1000))
+    assert triggers.size == 0 and triggers.dtype == TRIGGER_DTYPE
+
+
+@pytest.mark.parametrize("words, match", [
+    ([0x2000 | 1, 0x6000], r"word 1 has code 6; accepted: 0..5"),
+    ([0x3000 | 1], "word 0 comes before any ADDR_X"),
+    ([0x2000 | 1, 0x5000 | 1], "word 1 comes before any VECT_BASE_Y"),
+    ([0x2000 | 346, 0x3000], "outside the 346x260 sensor"),
+    ([0x2000 | 1, 0x4000 | 255, 0x5000 | 0x80], "y up to 262 outside the 346x260 sensor"),
+])
+def test_bad_libcaer_cmp_packets(words, match):
+    with pytest.raises(ConversionError, match=match):
+        packet_to_events(_packet(RosbagsFactory(), _words(*words), *DAVIS, encoding="libcaer_cmp"))
+
+
+# ---------------------------------------------------------------------------------------------- libcaer
+
+
+def _caer(x, y, polarity, timestamp_us, valid=1, order="<") -> bytes:
+    """One libcaer polarity event: data (bit 0 valid, bit 1 polarity, y bits 16..2, x bits 31..17), timestamp µs."""
+    return struct.pack(f"{order}Ii", x << 17 | y << 2 | polarity << 1 | valid, timestamp_us)
+
+
+CAER_RECORDS = [
+    (345, 259, 1, 100, 1),
+    (0, 0, 0, 2**31 - 1, 1),
+    (5, 6, 1, 3, 1),           # timestamp fell back: the 31-bit µs counter wrapped
+    (7, 7, 1, 4, 0),           # valid mark clear: invalidated by a libcaer filter, dropped
+    (8, 9, 0, 10, 1),
+]
+CAER_EVENTS = [(345, 259, 1, 100), (0, 0, 0, 2**31 - 1), (5, 6, 1, 2**31 + 3), (8, 9, 0, 2**31 + 10)]
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_hand_built_libcaer_packet_decodes_to_known_events(order):
+    payload = b"".join(_caer(*r, order=order) for r in CAER_RECORDS)
+    msg = _packet(RosbagsFactory(), payload, *DAVIS, encoding="libcaer", big_endian=order == ">",
+                  time_base=TIME_BASE)
+    events, triggers = packet_to_events_and_triggers(msg)
+    np.testing.assert_array_equal(events, _expected(CAER_EVENTS, lambda us: TIME_BASE + us * 1000))
+    assert triggers.size == 0
+
+
+@pytest.mark.parametrize("payload, time_base, match", [
+    (bytes(12), 0, "12 bytes, not a multiple of 8"),
+    (_caer(1, 1, 0, -5), 0, "timestamp -5 is negative"),
+    (_caer(346, 0, 0, 0), 0, "outside the 346x260 sensor"),
+    (_caer(1, 1, 0, 10), 2**63 - 5_000, "beyond int64 nanoseconds"),
+])
+def test_bad_libcaer_packets(payload, time_base, match):
+    with pytest.raises(ConversionError, match=match):
+        packet_to_events(_packet(RosbagsFactory(), payload, *DAVIS, encoding="libcaer", time_base=time_base))
+
+
+def test_libcaer_cmp_time_base_beyond_int64_is_refused():
+    with pytest.raises(ConversionError, match="beyond int64 nanoseconds"):
+        packet_to_events(_packet(RosbagsFactory(), _words(*CMP_WORDS), *DAVIS, encoding="libcaer_cmp",
+                                 time_base=2**64 - 1))
+
+
 # ---------------------------------------------------------------------------------------------- evt3 encoding
 
 
@@ -294,6 +454,23 @@ def test_mono_packet_round_trip(stream):
     np.testing.assert_array_equal(packet_to_events(events_to_packet(events, width, height, encoding="mono")), events)
 
 
+# ---------------------------------------------------------------------------------------------- trigger
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_hand_built_trigger_packet(order):
+    """The "trigger" encoding: 64-bit words, edge bit 63, id bits 55..48, dt (ns from the header stamp) bits 31..0."""
+    payload = b"".join(struct.pack(f"{order}Q", edge << 63 | trigger_id << 48 | dt)
+                       for edge, trigger_id, dt in [(1, 0, 0), (0, 0, 1_000), (1, 3, 0xFFFFFFFF)])
+    events, triggers = packet_to_events_and_triggers(_packet(RosbagsFactory(), payload, encoding="trigger",
+                                                             big_endian=order == ">"))
+    assert events.size == 0
+    np.testing.assert_array_equal(triggers, _triggers([(0, 0, 1), (1_000, 0, 0), (0xFFFFFFFF, 3, 1)],
+                                                      lambda dt: STAMP + dt))
+    with pytest.raises(ConversionError, match="not a multiple of 8"):
+        packet_to_events(_packet(RosbagsFactory(), payload[:-1], encoding="trigger"))
+
+
 # ---------------------------------------------------------------------------------------------- both worlds + CDR
 
 
@@ -350,7 +527,7 @@ def test_bad_evt3_packets(payload, match):
 
 def test_bad_packets_and_arguments():
     factory = RosbagsFactory()
-    with pytest.raises(ConversionError, match="encoding 'evt2' is not supported; supported: evt3, mono"):
+    with pytest.raises(ConversionError, match="encoding 'evt2' is not supported; supported: evt3, mono, libcaer, libcaer_cmp, trigger"):
         packet_to_events(_packet(factory, b"", encoding="evt2"))
     with pytest.raises(ConversionError, match="not a multiple of 8"):
         packet_to_events(_packet(factory, bytes(12), encoding="mono"))

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+import yaml
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, IndexType, Writer
 from rosbags.highlevel import AnyReader
@@ -238,7 +239,72 @@ def test_only_rosbag2_style_files_are_opened_without_rosbags(tmp_path):
             writer.finish()
         return IndexedMcap.open(tmp_path / name)
 
-    assert written("ros2.mcap", [("/a", "cdr", "ros2msg")]).ros2_types == {"/a": ("std_msgs/msg/String", "string data")}
+    assert written("ros2.mcap", [("/a", "cdr", "ros2msg")]).ros2_types == {
+        "/a": ("std_msgs/msg/String", "ros2msg", "string data")}
     assert written("json.mcap", [("/a", "cdr", "ros2msg"), ("/b", "json", "jsonschema")]).ros2_types is None
-    assert written("idl.mcap", [("/a", "cdr", "ros2idl")]).ros2_types is None
+    assert written("idl.mcap", [("/a", "cdr", "ros2idl")]).ros2_types == {
+        "/a": ("std_msgs/msg/String", "ros2idl", "string data")}
     assert written("twice.mcap", [("/a", "cdr", "ros2msg"), ("/a", "cdr", "ros2msg")]).ros2_types is None
+
+
+# std_msgs/String and a nested type as rosbag2 records types defined in .idl files: the "ros2idl" schema
+# encoding, the type's IDL and its dependencies' joined under "IDL: <type>" headers.
+_SEP = "=" * 80 + "\n"
+READING_IDL = (
+    f"{_SEP}IDL: my_msgs/msg/Reading\n"
+    "#include \"my_msgs/msg/Inner.idl\"\n"
+    "module my_msgs { module msg { struct Reading { uint32 count; my_msgs::msg::Inner inner; }; }; };\n"
+    f"{_SEP}IDL: my_msgs/msg/Inner\n"
+    "module my_msgs { module msg { struct Inner { string name; }; }; };\n"
+)
+
+
+def _rosbag2_folder(tmp_path, channels, storage_identifier):
+    """A rosbag2 folder (metadata.yaml from rosbags' writer, `storage_identifier` put in it) whose MCAP
+    file is written by the mcap library: channels = [(topic, schema encoding, schema data)], three
+    my_msgs/msg/Reading messages on each."""
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as writer:  # a valid metadata.yaml to edit
+        writer.write("/reading", RosbagsFactory().make("std_msgs/msg/String", data="x"), 1)
+    (path,) = bag.glob("*.mcap")
+    with open(path, "wb") as stream:
+        writer = Writer(stream, compression=CompressionType.ZSTD)
+        writer.start("ros2", "rosbag2")
+        for topic, encoding, data in channels:
+            channel = writer.register_channel(topic, "cdr", writer.register_schema("my_msgs/msg/Reading", encoding,
+                                                                                    data.encode()))
+            for i in range(3):
+                writer.add_message(channel, i + 1, _cdr_reading(i, f"r{i}"), i + 1)
+        writer.finish()
+    metadata = bag / "metadata.yaml"
+    info = yaml.safe_load(metadata.read_text())
+    info["rosbag2_bagfile_information"]["storage_identifier"] = storage_identifier
+    metadata.write_text(yaml.safe_dump(info))
+    return bag
+
+
+@pytest.mark.parametrize("storage_identifier", ["mcap", ""])
+def test_a_ros2idl_rosbag2_opens_from_its_summary_whatever_its_metadata_says(tmp_path, monkeypatch,
+                                                                             storage_identifier):
+    bag = _rosbag2_folder(tmp_path, [("/reading", "ros2idl", READING_IDL)], storage_identifier)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rosbags' AnyReader was opened")
+
+    monkeypatch.setattr("rosbags.highlevel.AnyReader", refuse)
+    with BagReader(bag) as reader:
+        assert reader._indexed is not None and reader._salvage is None  # the index, not the cut-recording path
+        assert reader.topics == {"/reading": "my_msgs/msg/Reading"}
+        got = [(m.log_time_ns, m.msg.count, m.msg.inner.name) for m in reader.messages()]
+    assert got == [(1, 0, "r0"), (2, 1, "r1"), (3, 2, "r2")]
+
+
+def test_an_empty_storage_identifier_does_not_send_other_mcap_files_to_the_cut_recording_path(tmp_path):
+    """Two channels on one topic (the summary path does not take it): rosbags reads the MCAP file
+    itself instead of the folder whose metadata.yaml it refuses."""
+    reading = "uint32 count\nmy_msgs/Inner inner\n" + _SEP + "MSG: my_msgs/Inner\nstring name\n"
+    bag = _rosbag2_folder(tmp_path, [("/reading", "ros2msg", reading)] * 2, "")
+    with BagReader(bag) as reader:
+        assert reader._indexed is not None and reader._reader is not None and reader._salvage is None
+        got = [(m.log_time_ns, m.msg.count, m.msg.inner.name) for m in reader.messages()]
+    assert got == [(1, 0, "r0"), (1, 0, "r0"), (2, 1, "r1"), (2, 1, "r1"), (3, 2, "r2"), (3, 2, "r2")]

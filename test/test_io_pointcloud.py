@@ -163,6 +163,19 @@ def test_nan_points_are_skipped_only_when_asked():
     assert kept.shape == (4, 3) and np.isnan(kept[1, 0]) and np.isnan(kept[2, 2])
 
 
+@pytest.mark.parametrize("offset", [0, 2])  # the message's bytes 4-byte aligned in memory, or not
+def test_skipping_nans_drops_exactly_the_points_with_a_nan_coordinate(offset):
+    nan, inf = float("nan"), float("inf")
+    points = [(nan, 1, 1, 0, 0, 0), (1, nan, 1, 0, 0, 0), (1, 1, nan, 0, 0, 0), (inf, -inf, 0, 0, 0, 0),
+              (nan, nan, nan, 0, 0, 0), (-1.5, 2.5, 3.5, 0, 0, 0)]
+    data = np.frombuffer(bytes(offset) + _ouster_bytes(points, width=6), np.uint8)[offset:]
+    msg = _cloud(RosbagsFactory(), OUSTER, data, height=1, width=6, point_step=32, row_step=192)
+    np.testing.assert_array_equal(cloud_to_xyz(msg), np.array([[inf, -inf, 0], [-1.5, 2.5, 3.5]], np.float32))
+    all_nan = _cloud(RosbagsFactory(), OUSTER, _ouster_bytes(points[4:5], width=1), height=1, width=1,
+                     point_step=32, row_step=32)
+    assert cloud_to_xyz(all_nan).shape == (0, 3)
+
+
 def test_xyz_fallback_for_scattered_or_integer_coordinates():
     factory = RosbagsFactory()
     layout = [("z", 0, 3, 1), ("x", 4, 7, 1), ("y", 12, 5, 1)]

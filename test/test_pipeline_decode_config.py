@@ -4,7 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seg_perception.io import ConversionError, RosbagsFactory, array_to_compressed, array_to_image, xyz_to_cloud
+from seg_perception.io import (
+    ConversionError,
+    RosbagsFactory,
+    array_to_compressed,
+    array_to_image,
+    make_header,
+    xyz_to_cloud,
+)
 from seg_perception.pipeline.config import ConfigError, PipelineConfig
 from seg_perception.pipeline.decode import LidarSweep, MessageDecoder
 
@@ -47,6 +54,16 @@ def test_lidar_labels_are_the_per_point_label_field(factory):
         MessageDecoder().decode("lidar_labels", xyz_to_cloud(points, factory=factory))
     with pytest.raises(ConversionError, match="lack an integer 'label' field"):
         MessageDecoder().decode("lidar_labels", xyz_to_cloud(points, factory=factory, label=labels.astype(np.float32)))
+
+
+def test_libcaer_event_packets_decode_in_the_events_role():
+    """A DAVIS on libcaer_driver: its compressed packets reach the pipeline as events (t = time_base + offset)."""
+    factory = RosbagsFactory()
+    words = np.array([0x2000 | 5, 0x1000 | 2, 0x3000 | 0x800 | 7], "<u2")  # ADDR_X 5, TIME_LOW 2 µs, ADDR_Y 7 ON
+    msg = factory.make("event_camera_msgs/msg/EventPacket", header=make_header(factory, 0, "davis"), width=346,
+                       height=260, encoding="libcaer_cmp", time_base=10**18, events=words.view(np.uint8))
+    events = MessageDecoder().decode("events", msg, "/davis/events")
+    assert [tuple(int(v) for v in e) for e in events] == [(5, 7, 1, 10**18 + 2_000)]
 
 
 def test_unknown_role_is_named():

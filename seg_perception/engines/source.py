@@ -17,7 +17,7 @@ from seg_perception.models import Checkpoint, ModelConfig, ModelError, SHIPPED, 
 from .cache import ArtifactCache, file_sha256
 from .card import CARD_KEY, Binding, ModelCard, bind, card_beside, card_from_metadata, load_card
 from .errors import BackendUnavailable, EngineError
-from .export import EXPORT_FORMAT, OPSET, export_onnx, load_onnx, onnx_document, read_onnx_metadata
+from .export import EXPORT_FORMAT, OPSET, export_onnx, load_onnx, metadata_document, onnx_metadata, read_onnx_metadata
 from .graph import GraphIO, graph_io_from_onnx
 from .spec import EngineSpec
 
@@ -60,12 +60,13 @@ class ModelSource:
         if path.suffix in PLAN_SUFFIXES:
             return cls._carded(path, "plan", _card_for(path, card, None), _plan_io(path))
         if path.suffix == ".onnx":
-            onnx_model = load_onnx(path)
-            document = onnx_document(onnx_model, path) if card is None else None
+            # Its metadata without importing onnx (~1 s), which only a carded network's graph needs.
+            props = onnx_metadata(path) if card is None else {}
+            document = metadata_document(props, path) if card is None else None
             if document is not None:
                 return cls(path, "onnx", document["checkpoint"], EngineSpec(**document["spec"]))
-            props = {p.key: p.value for p in onnx_model.metadata_props}
-            return cls._carded(path, "card", _card_for(path, card, props.get(CARD_KEY)), graph_io_from_onnx(onnx_model))
+            graph = graph_io_from_onnx(load_onnx(path))
+            return cls._carded(path, "card", _card_for(path, card, props.get(CARD_KEY)), graph)
         if card is not None:
             raise EngineError(f"a model card describes an ONNX or TensorRT network; {path} is a checkpoint (its "
                               f"label set and inputs travel with it)")

@@ -156,7 +156,7 @@ class BagReader:
         return (self._indexed.damaged if self._indexed is not None else []) + self._undecodable
 
     def __enter__(self) -> BagReader:
-        from rosbags.highlevel import AnyReader, AnyReaderError
+        from rosbags.highlevel import AnyReaderError
 
         for path in self.paths:
             if not path.exists():
@@ -166,21 +166,29 @@ class BagReader:
         if self._indexed is not None and self._indexed.ros2_types is not None:
             # Its summary says all (topics, types and where each message is): rosbags' opening, which
             # also parses metadata.yaml and every type, took ~20x longer (~60 ms on the sim drive).
-            self.topics = {topic: name for topic, (name, _) in self._indexed.ros2_types.items()}
+            self.topics = {topic: name for topic, (name, *_) in self._indexed.ros2_types.items()}
             return self
+        error: Exception | None = None
         try:  # other bags, and MCAP files of other encodings (still read through their index, if any)
-            reader = AnyReader(self.paths, default_typestore=default_typestore())
-            reader.open()
-            self._reader = reader
+            self._reader = _any_reader(self.paths)
         except (AnyReaderError, OSError) as exc:  # OSError: a rosbag2 folder without its metadata.yaml
+            error = exc
+            if self._indexed is not None and self._indexed.path not in self.paths:
+                # A whole, indexed MCAP file in a folder whose metadata.yaml rosbags refuses (an empty
+                # storage identifier, as some recorders and converters write): the file says all.
+                try:
+                    self._reader = _any_reader([self._indexed.path])
+                except (AnyReaderError, OSError):
+                    pass
+        if self._reader is None:
             if self._indexed is not None:
                 self._indexed.__exit__(None, None, None)
                 self._indexed = None
             self._salvage = self._truncated_mcap()
             if self._salvage is None:
-                raise self._error(exc) from exc
+                raise self._error(error) from error
             log.warning("%s cannot be opened normally (%s); reading the complete records of %s front to back",
-                        self.paths[0], exc, self._salvage.path.name)
+                        self.paths[0], error, self._salvage.path.name)
             self.topics = dict(self._salvage.topics)
             return self
         self.topics = {c.topic: c.msgtype for c in self._reader.connections}
@@ -257,6 +265,15 @@ class BagReader:
 
     def _error(self, exc: Exception) -> BagError:
         return BagError(f"cannot read {[str(p) for p in self.paths]}: {exc}")
+
+
+def _any_reader(paths: list[Path]) -> Any:
+    """rosbags' AnyReader over `paths`, opened; the package's type store for bags without their own types."""
+    from rosbags.highlevel import AnyReader
+
+    reader = AnyReader(paths, default_typestore=default_typestore())
+    reader.open()
+    return reader
 
 
 def read_messages(paths: Path | str | Iterable[Path | str], topics: Iterable[str] | None = None) -> Iterator[BagMessage]:

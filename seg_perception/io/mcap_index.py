@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import BagError
+from .typestore import SCHEMA_ENCODINGS
 
 _MESSAGE_OP = 0x05
 _RECORD_HEAD = struct.Struct("<BQ")  # opcode, record length
@@ -35,8 +36,9 @@ class IndexedMcap:
     Use as a context manager, made by `open`.
 
     Attributes:
-        ros2_types: topic → (message type, its ros2msg definition) when every channel carries CDR
-            messages of a ros2msg schema, one channel a topic (what rosbag2 records); else None.
+        ros2_types: topic → (message type, schema encoding, definition) when every channel carries
+            CDR messages of a ros2msg or ros2idl schema, one channel a topic (what rosbag2 records);
+            else None.
     """
 
     def __init__(self, path: Path, stream: BinaryIO, summary: Any) -> None:
@@ -47,9 +49,10 @@ class IndexedMcap:
         channels = list(summary.channels.values())
         schemas = [summary.schemas.get(c.schema_id) for c in channels]
         rosbag2 = len({c.topic for c in channels}) == len(channels) and all(
-            s is not None and s.encoding == "ros2msg" and c.message_encoding == "cdr" for c, s in zip(channels, schemas))
-        self.ros2_types = ({c.topic: (s.name, s.data.decode()) for c, s in zip(channels, schemas)} if rosbag2
-                           else None)
+            s is not None and s.encoding in SCHEMA_ENCODINGS and c.message_encoding == "cdr"
+            for c, s in zip(channels, schemas))
+        self.ros2_types = ({c.topic: (s.name, s.encoding, s.data.decode()) for c, s in zip(channels, schemas)}
+                           if rosbag2 else None)
         self.damaged: list[str] = []  # why each skipped chunk was skipped
 
     @classmethod

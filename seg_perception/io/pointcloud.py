@@ -1,6 +1,7 @@
 """sensor_msgs/PointCloud2 ⇄ numpy structured arrays, with fast column paths for LiDAR layouts."""
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Iterable
 
@@ -316,10 +317,31 @@ def cloud_to_xyz(msg: Any, *, skip_nans: bool = True) -> np.ndarray:
             for axis, name in enumerate(("x", "y", "z")):
                 xyz[..., axis] = view[name]
         xyz = xyz.reshape(-1, 3)
-    # min propagates NaN: one vectorised pass decides whether the masking copy is needed at all.
+    # min propagates NaN: one vectorised pass decides whether any point must go. Those are dropped in
+    # place in one compiled pass: an isnan over (N, 3), its any() and a boolean-mask copy took ~2x
+    # sensor_msgs_py's whole read_points_numpy on a sweep with NaN returns.
     if skip_nans and xyz.size and np.isnan(xyz.min()):
-        xyz = xyz[~np.isnan(xyz).any(axis=1)]
+        xyz = xyz[:_compiled_drop_nan_rows()(xyz)]
     return xyz
+
+
+@functools.cache
+def _compiled_drop_nan_rows() -> Any:
+    """`_drop_nan_rows` compiled with numba, on first use (importing numba costs half a second)."""
+    from numba import njit
+
+    return njit(cache=True, boundscheck=False)(_drop_nan_rows)
+
+
+def _drop_nan_rows(xyz):
+    """Move the rows of the (N, 3) array `xyz` without NaN to its front, in order; return how many.
+    Each row is written and the count advances only when it is kept: no branch per point."""
+    count = 0
+    for i in range(xyz.shape[0]):
+        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+        xyz[count, 0], xyz[count, 1], xyz[count, 2] = x, y, z
+        count += (x == x) & (y == y) & (z == z)
+    return count
 
 
 def cloud_to_columns(msg: Any, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +40,35 @@ def default_typestore() -> Any:
     return store
 
 
+SCHEMA_ENCODINGS = ("ros2msg", "ros2idl")  # the MCAP schema encodings of ROS 2 message definitions
+_IDL_SECTION = "=" * 80 + "\n"  # rosbag2 joins a type's IDL and its dependencies' with "IDL: <type>" headers
+# rosidl's .idl files open with #include lines for their dependencies, which rosbags' IDL parser does
+# not read; rosbag2 puts every dependency in the schema anyway, so the directives are dropped.
+_PREPROCESSOR = re.compile(r"^[ \t]*#[^\n]*$", re.MULTILINE)
+
+
 @functools.lru_cache(maxsize=8)
-def bag_typestore(definitions: tuple[tuple[str, str], ...]) -> Any:
-    """A type store of the types a bag defines itself: (type name, ros2msg definition) pairs, as an
-    MCAP file's schemas give them (what rosbags' AnyReader builds from them). Cached: bags recorded
-    alike define the same types, and a store keeps the (de)serialisers it generates.
+def bag_typestore(definitions: tuple[tuple[str, str, str], ...]) -> Any:
+    """A type store of the types a bag defines itself: (type name, schema encoding, definition)
+    triples, as an MCAP file's schemas give them (what rosbags' AnyReader builds from them). The
+    encoding is "ros2msg" (.msg text with its dependencies) or "ros2idl" (IDL, as rosbag2 records
+    types defined in .idl files). Cached: bags recorded alike define the same types, and a store
+    keeps the (de)serialisers it generates.
 
     Raises:
         rosbags.typesys.TypesysError: a definition does not parse.
     """
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
     types: dict[str, Any] = {}
-    for name, text in definitions:
-        types.update(get_types_from_msg(text, name))
+    for name, encoding, text in definitions:
+        if encoding == "ros2msg":
+            types.update(get_types_from_msg(text, name))
+        else:
+            sections = ([s.split("\n", 1)[1] for s in text.split(_IDL_SECTION)[1:]]
+                        if text.startswith(_IDL_SECTION + "IDL: ") else [text])
+            for idl in sections:
+                types.update(get_types_from_idl(_PREPROCESSOR.sub("", idl)))
     store = get_typestore(Stores.EMPTY)
     store.register(types)
     return store
