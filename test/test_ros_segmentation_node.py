@@ -564,3 +564,21 @@ def test_node_command_lines_print_help_and_refuse_wrong_types_in_one_line(module
     refused = subprocess.run([*command, "--ros-args", "-p", parameter], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "expecting type" in refused.stderr and parameter.split(":")[0] in refused.stderr
+
+
+def test_a_best_effort_publisher_is_named_instead_of_silently_delivering_nothing(graph):
+    """Sensor subscriptions are reliable by default (bench/bench_qos.py): a driver publishing best effort
+    cannot match them, and the node says so (a WARN-level count on /diagnostics and a log line)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from seg_perception.ros.segmentation_node import SegmentationNode
+
+    node = graph.node(SegmentationNode, qos_reliability="reliable")
+    try:
+        assert node.start()
+        topic = f"{node.get_namespace()}/image"
+        graph.probe.create_publisher(Image, topic, QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+        wait_for(lambda: node._errors.get(f"incompatible QoS on {topic}"), what="the incompatible QoS counted")
+    finally:
+        graph.remove(node)

@@ -102,7 +102,8 @@ SEGMENTATION: tuple[Parameter, ...] = (
               low=0.0, high=1000.0),
     Parameter("events_window_ms", "double", 50.0, "events accumulated over the window ending at each RGB frame",
               low=1.0, high=1000.0),
-    Parameter("qos_reliability", "string", "best_effort", "sensor subscriptions' reliability",
+    Parameter("qos_reliability", "string", "reliable", "sensor subscriptions' reliability: reliable delivers large "
+              "images over Fast DDS (bench/bench_qos.py); best_effort for drivers that publish best effort",
               choices=("best_effort", "reliable")),
     Parameter("qos_depth", "integer", 2, "sensor subscriptions' queue depth (keep last)", low=1, high=100),
     Parameter("threads", "integer", 0, "CPU threads for inference (0: the backend's default)", low=0, high=256),
@@ -144,7 +145,7 @@ MAPPING: tuple[Parameter, ...] = (
     Parameter("save_path", "string", "", "where the save service and shutdown write the map (.npz)"),
     Parameter("save_on_shutdown", "bool", False, "save the map to save_path when the node shuts down"),
     Parameter("load_path", "string", "", "a saved map to start from"),
-    Parameter("qos_reliability", "string", "best_effort", "cloud subscription's reliability",
+    Parameter("qos_reliability", "string", "reliable", "cloud subscription's reliability (see segmentation_node)",
               choices=("best_effort", "reliable")),
     Parameter("qos_depth", "integer", 2, "cloud subscription's queue depth (keep last)", low=1, high=100),
     Parameter("diagnostics_period_s", "double", 1.0, "how often /diagnostics and the log report",

@@ -56,7 +56,8 @@ from seg_perception.msg import SegmentationInfo
 from seg_perception.pipeline import FrameBundle, LiveScheduler, Perception, PipelineConfig, SchedulerClosed
 from seg_perception.pipeline.parameters import SEGMENTATION, Parameter as TableParameter, pipeline_config
 
-from .common import declare, diagnostic_array, help_requested, sensor_qos, validating_callback
+from .common import (declare, diagnostic_array, help_requested, qos_mismatch_warning, sensor_qos,
+                     validating_callback)
 from .messages import RclpyFactory, message_class
 from .worker import IMAGE_OUTPUTS, Frame, FrameIntake, ResultPublisher, short_reason
 
@@ -248,7 +249,8 @@ class SegmentationNode(LifecycleNode):
             if intake is not None:  # None once deactivated
                 self._take(intake, role, msg, topic)
 
-        self._subscriptions_held.append(self.create_subscription(msg_type, topic, take, qos))
+        self._subscriptions_held.append(self.create_subscription(
+            msg_type, topic, take, qos, event_callbacks=qos_mismatch_warning(self, topic, self._errors)))
 
     def _take(self, intake: FrameIntake, role: str, msg: Any, topic: str) -> Any:
         """On the executor: one message in; returns its payload (None when it was bad)."""

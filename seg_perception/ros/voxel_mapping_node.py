@@ -57,7 +57,8 @@ from seg_perception.mapping import MappingError, SemanticVoxelMap, load_map, sav
 from seg_perception.pipeline import LidarSweep, MessageDecoder, Synchronizer, map_sweep, sweep_middle_ns
 from seg_perception.pipeline.parameters import MAPPING
 
-from .common import declare, diagnostic_array, help_requested, sensor_qos, validating_callback
+from .common import (declare, diagnostic_array, help_requested, qos_mismatch_warning, sensor_qos,
+                     validating_callback)
 from .messages import RclpyFactory
 from .transforms import TransformIntake, TransformWaiter
 
@@ -122,8 +123,10 @@ class VoxelMappingNode(Node):
             capacity=p["max_pending_clouds"])
 
         qos = sensor_qos(p["qos_reliability"], p["qos_depth"])
-        self.create_subscription(PointCloud2, p["cloud_topic"], self._on_cloud, qos)
-        self.create_subscription(Image, p["labels_topic"], self._on_labels, qos)
+        self.create_subscription(PointCloud2, p["cloud_topic"], self._on_cloud, qos,
+                                 event_callbacks=qos_mismatch_warning(self, p["cloud_topic"]))
+        self.create_subscription(Image, p["labels_topic"], self._on_labels, qos,
+                                 event_callbacks=qos_mismatch_warning(self, p["labels_topic"]))
         if p["confidence_topic"]:
             self.create_subscription(Image, p["confidence_topic"], self._on_confidence, qos)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos)
