@@ -342,16 +342,23 @@ def bind(card: ModelCard, graph: GraphIO, where: str) -> Binding:
                    {k: np.asarray(v, dtype=graph.input(k).dtype) for k, v in extra.items()}, channels)
 
 
+def _named(tensors: tuple[TensorInfo, ...], name: str, what: str, where: str) -> TensorInfo:
+    """The graph's `what` ("input", "output") called `name`; CardError listing the graph's ones otherwise."""
+    found = next((t for t in tensors if t.name == name), None)
+    if found is None:
+        raise CardError(f"{where}: the graph has no {what} {name!r}; its {what}s: "
+                        f"{', '.join(t.describe() for t in tensors)}")
+    return found
+
+
 def _image_input(card: ModelCard, graph: GraphIO, where: str) -> TensorInfo:
-    names = ", ".join(t.describe() for t in graph.inputs)
     if card.input.name is not None:
-        found = graph.input(card.input.name)
-        if found is None:
-            raise CardError(f"{where}: the graph has no input {card.input.name!r}; its inputs: {names}")
+        found = _named(graph.inputs, card.input.name, "input", where)
     else:
         candidates = [t for t in graph.inputs if t.name not in card.extra_inputs and len(t.shape) == 4]
         if len(candidates) != 1:
-            raise CardError(f"{where}: cannot tell which input is the image (inputs: {names}); set input.name")
+            raise CardError(f"{where}: cannot tell which input is the image (inputs: "
+                            f"{', '.join(t.describe() for t in graph.inputs)}); set input.name")
         found = candidates[0]
     if len(found.shape) != 4:
         raise CardError(f"{where}: input {found.describe()} is not an image tensor (N, C, H, W) or (N, H, W, C)")
@@ -386,15 +393,11 @@ def _extra_inputs(card: ModelCard, graph: GraphIO, image: TensorInfo, where: str
 
 
 def _output(card: ModelCard, graph: GraphIO, where: str) -> TensorInfo:
-    names = ", ".join(t.describe() for t in graph.outputs)
     if card.output.name is not None:
-        found = graph.output(card.output.name)
-        if found is None:
-            raise CardError(f"{where}: the graph has no output {card.output.name!r}; its outputs: {names}")
-        return found
+        return _named(graph.outputs, card.output.name, "output", where)
     if len(graph.outputs) != 1:
-        raise CardError(f"{where}: the graph has {len(graph.outputs)} outputs ({names}); set output.name to the "
-                        f"segmentation one")
+        raise CardError(f"{where}: the graph has {len(graph.outputs)} outputs "
+                        f"({', '.join(t.describe() for t in graph.outputs)}); set output.name to the segmentation one")
     return graph.outputs[0]
 
 

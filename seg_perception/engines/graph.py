@@ -35,9 +35,6 @@ class GraphIO:
     def input(self, name: str) -> TensorInfo | None:
         return next((t for t in self.inputs if t.name == name), None)
 
-    def output(self, name: str) -> TensorInfo | None:
-        return next((t for t in self.outputs if t.name == name), None)
-
 
 def _dim(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
