@@ -42,6 +42,9 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--realtime", action="store_true",
                         help="play at the bags' rate into the live scheduler (newest frame wins) and count drops")
     parser.add_argument("--workers", type=int, default=1, help="bags replayed in parallel processes (default: 1)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="replay one task per bag on the Dask distributed scheduler at ADDRESS (tcp://HOST:PORT); "
+                             "bags and --out must be at the same paths on every worker")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per inference (default: the config's; 0: one, with a frame per core "
                              "segmented at once)")
@@ -54,9 +57,13 @@ def _replay(args: argparse.Namespace) -> int:
     from seg_perception.evaluation import summary_table
     from seg_perception.io import BagError
     from seg_perception.pipeline import ConfigError, PipelineConfig
+    from seg_perception.pipeline.cluster import ClusterError, replay_on_cluster
     from seg_perception.pipeline.replay import ReplayOptions, replay
 
     try:
+        if args.cluster and args.workers != 1:
+            raise ConfigError(f"--workers {args.workers} with --cluster: the cluster's workers replay the bags; "
+                              "leave --workers out")
         config = PipelineConfig.load(args.config)
         config = config.with_overrides(
             model=args.model, card=args.card, class_map=args.class_map, gt_map=args.gt_map, backend=args.backend,
@@ -65,10 +72,12 @@ def _replay(args: argparse.Namespace) -> int:
             camera_info_file=args.camera_info and str(args.camera_info),
             mapping=None if args.map else replace(config.mapping, enabled=False))
         started = time.monotonic()
-        report = replay(args.bags, config, args.out, ReplayOptions(realtime=args.realtime, record=args.record,
-                                                                  progress=sys.stderr.isatty()),
-                        workers=args.workers)
-    except (BagError, ConfigError, EngineError) as exc:
+        options = ReplayOptions(realtime=args.realtime, record=args.record, progress=sys.stderr.isatty())
+        if args.cluster:
+            report = replay_on_cluster(args.bags, config, args.out, options, address=args.cluster)
+        else:
+            report = replay(args.bags, config, args.out, options, workers=args.workers)
+    except (BagError, ConfigError, EngineError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary_table(report))

@@ -426,7 +426,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         processes = min(workers, len(bags))
         options = replace(options, segment_workers=segment_workers(config, processes))
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options) for bag in bags}
+            futures = {str(bag): pool.submit(replay_to_dict, bag, config, out_dir, options) for bag in bags}
             for bag, future in futures.items():
                 try:
                     reports.append(EvaluationReport.from_dict(future.result()))
@@ -439,6 +439,17 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
                 reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter))
             except (BagError, ValueError, RuntimeError) as exc:
                 failures[str(bag)] = str(exc)
+    return merge_bag_reports(reports, failures, out_dir)
+
+
+def merge_bag_reports(reports: list[EvaluationReport], failures: dict[str, str], out_dir: str | Path
+                      ) -> EvaluationReport:
+    """Merge the reports of the bags that were replayed (exactly, in the given order), count each bag of
+    `failures` (bag → error) as skipped, and write the merged report to `out_dir`.
+
+    Raises:
+        BagError: no report, every bag failed.
+    """
     if not reports:
         raise BagError("no bag could be replayed: " + "; ".join(f"{b}: {e}" for b, e in failures.items()))
     merged = EvaluationReport.merge(reports)
@@ -449,6 +460,6 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
     return merged
 
 
-def _replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
-    """A worker process's replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
+def replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
+    """A worker process's (or cluster task's) replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
     return replay_bag(bag, config, out_dir, options).to_dict()

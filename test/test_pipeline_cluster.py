@@ -1,0 +1,103 @@
+"""Replay on a Dask cluster (a local one with two worker processes): the merged report equals the
+sequential replay's, also when a worker process dies while it replays a bag (its task runs again
+elsewhere and its bag is counted once)."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from seg_perception.cli import main
+from seg_perception.pipeline import PipelineConfig
+from seg_perception.pipeline.cluster import ClusterError, replay_on_cluster
+from seg_perception.pipeline.replay import ReplayOptions, replay
+from seg_perception.sim import World
+from seg_perception.sim.bag import write_bag
+
+distributed = pytest.importorskip("distributed")
+
+SEEDS = (110_000, 110_001, 110_002, 110_003)
+
+
+class KillFirstTask(distributed.WorkerPlugin):
+    """Kills its worker process when a task starts executing, the first time on the whole cluster (the
+    marker file is created exclusively by the one worker that dies)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing":
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os._exit(1)
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster-bags")
+    paths = [root / f"drive{i}" for i in range(len(SEEDS))]
+    for path, seed in zip(paths, SEEDS, strict=True):
+        write_bag(path, World(seed, "day"), 2, lidar=False, events=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def config():
+    config = PipelineConfig.load()
+    return replace(config, model="student_rgb", mapping=replace(config.mapping, enabled=False))
+
+
+@pytest.fixture(scope="module")
+def sequential(bags, config, tmp_path_factory):
+    return _scores(replay(bags, config, tmp_path_factory.mktemp("sequential"), ReplayOptions(record=False)))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local
+
+
+def _scores(report):
+    data = report.to_dict()
+    data.pop("latency")
+    return data
+
+
+def test_cluster_replay_merges_to_the_sequential_report(bags, config, sequential, cluster, tmp_path):
+    report = replay_on_cluster(bags, config, tmp_path, ReplayOptions(), address=cluster.scheduler_address)
+    assert _scores(report) == sequential
+    assert report.frames == 2 * len(bags)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("drive")) == \
+        [b.name for b in bags]  # the output bags, in the shared folder
+    for record in report.worst_frames:
+        assert (tmp_path / record.overlay).is_file()
+
+
+def test_a_worker_that_dies_mid_run_changes_nothing(bags, config, sequential, cluster, tmp_path, capsys):
+    marker = tmp_path / "killed"
+    with distributed.Client(cluster.scheduler_address) as client:
+        client.register_plugin(KillFirstTask(str(marker)), name="kill-first-task")
+        try:
+            status = main(["replay", *map(str, bags), "--out", str(tmp_path / "out"), "--cluster",
+                           cluster.scheduler_address, "--model", "student_rgb", "--no-map", "--no-bag"])
+        finally:
+            client.unregister_worker_plugin("kill-first-task")
+    assert marker.exists()  # a worker did die
+    assert status == 0, capsys.readouterr().err
+    import json
+
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    written.pop("latency")
+    assert written == sequential
+
+
+def test_an_unreachable_scheduler_is_named(bags, config, tmp_path, monkeypatch):
+    monkeypatch.setattr("seg_perception.pipeline.cluster.CONNECT_TIMEOUT_S", 1.0)
+    with pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        replay_on_cluster(bags[:1], config, tmp_path, address="tcp://127.0.0.1:9")
