@@ -71,7 +71,6 @@ def _replay(args: argparse.Namespace) -> int:
             labels_dir=args.labels_dir and str(args.labels_dir),
             camera_info_file=args.camera_info and str(args.camera_info),
             mapping=None if args.map else replace(config.mapping, enabled=False))
-        started = time.monotonic()
         options = ReplayOptions(realtime=args.realtime, record=args.record, progress=sys.stderr.isatty())
         if args.cluster:
             report = replay_on_cluster(args.bags, config, args.out, options, address=args.cluster)
@@ -81,7 +80,6 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary_table(report))
-    print(_throughput(report.frames, time.monotonic() - started))
     print(f"report: {args.out / 'report.md'}")
     return _exit_status(report)
 
@@ -99,11 +97,6 @@ def _exit_status(report: Any) -> int:
         print("error: no frame was replayed (check --topic and the report's skipped reasons)", file=sys.stderr)
         return 1
     return 0
-
-
-def _throughput(frames: int, seconds: float) -> str:
-    """The replay's own speed: everything (reading, inference, mapping, scoring, writing) per wall second."""
-    return f"replay: {frames} frames in {seconds:.1f} s, {frames / seconds:.1f} frames/s end to end"
 
 
 def _topics(topics: dict[str, str | None], flags: list[str]) -> dict[str, str | None] | None:
@@ -152,11 +145,9 @@ def _demo(args: argparse.Namespace) -> int:
     config = PipelineConfig.load()
     config = config.with_overrides(topics={**config.topics, "rgb": config.topics["rgb"] + "/compressed"})
     print(f"replaying {len(bags)} bags with {config.model}")
-    replay_started = time.monotonic()
     report = replay(bags, config, args.out / "replay", ReplayOptions(progress=sys.stderr.isatty()))
     print()
     print(summary_table(report))
-    print(_throughput(report.frames, time.monotonic() - replay_started))
     print()
     print(f"output bags: {args.out / 'replay'}/<scenario> (MCAP; open in Foxglove or RViz)")
     print(f"report:      {args.out / 'replay' / 'report.md'} (+ report.json, confusion.png, class_iou.png, "

@@ -8,6 +8,7 @@ counted twice; its rerun rewrites its output bag and worst-frame files.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ def replay_on_cluster(bags: list[str | Path], config: PipelineConfig, out_dir: s
     except ImportError:
         raise ClusterError("replaying on a cluster needs Dask distributed: pip install 'distributed>=2024.1' "
                            "(or the package's [cluster] extra)") from None
+    started = time.monotonic()
     out_dir = Path(out_dir).resolve()
     options = replace(options or ReplayOptions(), progress=False)
     try:
@@ -61,7 +63,7 @@ def replay_on_cluster(bags: list[str | Path], config: PipelineConfig, out_dir: s
                 results[i] = EvaluationReport.from_dict(future.result())
             except (BagError, ValueError, RuntimeError, KilledWorker) as exc:
                 failures[str(bags[i])] = str(exc)
-    return merge_bag_reports([results[i] for i in sorted(results)], failures, out_dir)
+    return merge_bag_reports([results[i] for i in sorted(results)], failures, out_dir, time.monotonic() - started)
 
 
 def _replay_task(bag: str, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
