@@ -377,6 +377,7 @@ def test_group_mious_name_the_classes_a_group_lacks():
     assert "| scenario:x | 100.00 | 100.00 | 2 | 2 of 3 |" in markdown
     assert "| a | 100.00 | 100.00 | 2 | 2 of 3 |" in markdown and "| b | 25.00 | 50.00 | 2 | 2 of 3 |" in markdown
     assert markdown.index("| scenario:x |") < markdown.index("| a |")  # scenarios first, then the bags
+    assert [line.split()[0] for line in summary_table(report).splitlines()[1:5]] == ["scenario:x", "a", "b", "overall"]
     assert f"| mIoU | {100 * (2 / 3 + 1 + 0) / 3:.2f} % |" in markdown
     assert "averages the IoU of the 3 classes present" in markdown
     assert "- a: tree\n" in markdown and "- b: grass\n" in markdown and "- scenario:x: tree\n" in markdown

@@ -173,6 +173,11 @@ class EvaluationReport:
         self.worst_frames = _rank([*self.worst_frames, record], self.worst_limit)
         return record if any(r is record for r in self.worst_frames) else None
 
+    def group_names(self) -> list[str]:
+        """The groups in table order: the scenarios by name, then the others (bags) as they came."""
+        return sorted(n for n in self.groups if n.startswith(SCENARIO)) + \
+            [n for n in self.groups if not n.startswith(SCENARIO)]
+
     def group(self, name: str) -> ConfusionMatrix:
         """The confusion matrix of group `name`, created empty on first use."""
         if name not in self.groups:
@@ -421,13 +426,11 @@ class EvaluationReport:
         """The per-scenario and per-bag table, and which classes each group's mIoU leaves out."""
         names = self.confusion.scores(self.label_set).names
         present = ~np.isnan(self.confusion.iou())
-        order = sorted(n for n in self.groups if n.startswith(SCENARIO)) + \
-            [n for n in self.groups if not n.startswith(SCENARIO)]
         lines = ["## Per scenario and bag", "",
                  "| group | mIoU % | pixel accuracy % | scored pixels | classes in its mIoU |",
                  "|---|---:|---:|---:|---:|"]
         absent = {}
-        for name in order:
+        for name in self.group_names():
             matrix = self.groups[name]
             here = ~np.isnan(matrix.iou())
             lines.append(f"| {name} | {_pct(matrix.miou())} | {_pct(matrix.pixel_accuracy())} | "
@@ -467,7 +470,7 @@ def summary_table(report: EvaluationReport) -> str:
         frames/s 23.4 end to end · latency p50 40.1 ms · p90 52.3 ms · 60 frames, 0 dropped
         3-D: lidar point accuracy 86.1 % · voxel accuracy 85.1 %      (where there is 3-D truth)
     """
-    rows = [(name, m.miou(), m.pixel_accuracy()) for name, m in report.groups.items()]
+    rows = [(name, report.groups[name].miou(), report.groups[name].pixel_accuracy()) for name in report.group_names()]
     rows.append(("overall", report.confusion.miou(), report.confusion.pixel_accuracy()))
     width = max(len("group"), *(len(name) for name, _, _ in rows))
     lines = [f"{'group':<{width}}  {'mIoU %':>6}  {'pixel acc %':>11}"]
