@@ -103,7 +103,8 @@ def plot_class_iou(iou: Sequence[float] | np.ndarray, names: Sequence[str], path
     if not values.size == len(colors) == len(gt) == size:
         raise EvaluationError(f"got {values.size} IoU values, {len(colors)} colours and {len(gt)} pixel counts for "
                               f"{size} class names; give one of each per class")
-    marks = ["absent" if math.isnan(v) else "no ground truth" if not g else None for v, g in zip(values, gt)]
+    marks = ["absent" if math.isnan(v) else "no ground truth" if not g else None
+             for v, g in zip(values, gt, strict=True)]
     if miou is None:
         miou = float(np.nanmean(values)) if (~np.isnan(values)).any() else math.nan
     title = f"per-class IoU (mIoU {_percent(miou)})"
@@ -112,8 +113,11 @@ def plot_class_iou(iou: Sequence[float] | np.ndarray, names: Sequence[str], path
     for row, (value, color, mark) in enumerate(zip(values, colors, marks, strict=True)):
         if mark is None:
             axes.barh(row, 100.0 * value, color=[c / 255.0 for c in color], edgecolor="black", linewidth=0.5)
-        axes.text(1.0 if mark else min(100.0 * value + 1.0, 88.0), row, mark or f"{100.0 * value:.1f}",
-                  va="center", fontsize=7, color="grey" if mark else "black")
+        # A predicted class without ground truth has IoU 0, and that 0 is in the mIoU: say so beside the mark.
+        text = f"{mark} (predicted: 0 in the mIoU)" if mark == "no ground truth" and not math.isnan(value) \
+            else mark or f"{100.0 * value:.1f}"
+        axes.text(1.0 if mark else min(100.0 * value + 1.0, 88.0), row, text, va="center", fontsize=7,
+                  color="grey" if mark else "black")
     axes.set_yticks(range(size), labels=list(names), fontsize=8)
     axes.set_ylim(size - 0.5, -0.5)  # first class on top, no row on the axis line
     axes.set_xlim(0.0, 100.0)
