@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from seg_perception.cli import main
 from seg_perception.evaluation import EvaluationReport
+from seg_perception.io import BagReader
 from seg_perception.pipeline import PipelineConfig
 from seg_perception.pipeline.cluster import ClusterError, replay_on_cluster
 from seg_perception.pipeline.replay import ReplayOptions, replay
@@ -23,20 +26,28 @@ distributed = pytest.importorskip("distributed")
 SEEDS = (110_000, 110_001, 110_002, 110_003)
 
 
-class KillFirstTask(distributed.WorkerPlugin):
-    """Kills its worker process when a task starts executing, the first time on the whole cluster (the
-    marker file is created exclusively by the one worker that dies)."""
+class KillFirstTaskMidRun(distributed.WorkerPlugin):
+    """Kills the worker process of the first task to start on the whole cluster (the marker file is created
+    exclusively by that one worker) as soon as the task has begun writing its output bag into `out`."""
 
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
+    def __init__(self, marker: str, out: str) -> None:
+        self.marker, self.out = marker, out
 
     def transition(self, key, start, finish, **kwargs) -> None:
-        if finish == "executing":
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
+        if finish != "executing":
+            return
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        output = Path(self.out) / str(key).split("-", 2)[2]  # task keys are replay-<i>-<bag name>
+
+        def kill_once_writing() -> None:
+            while not output.exists():
+                time.sleep(0.002)
             os._exit(1)
+
+        threading.Thread(target=kill_once_writing, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +93,23 @@ def test_cluster_replay_merges_to_the_sequential_report(bags, config, sequential
 
 
 def test_a_worker_that_dies_mid_run_changes_nothing(bags, config, sequential, cluster, tmp_path, capsys):
-    marker = tmp_path / "killed"
+    """Through the CLI: a worker dies while it writes a bag's output; the task runs again, the report is
+    the sequential one and every output bag is whole (the partial one was replaced)."""
+    marker, out = tmp_path / "killed", tmp_path / "out"
     with distributed.Client(cluster.scheduler_address) as client:
-        client.register_plugin(KillFirstTask(str(marker)), name="kill-first-task")
+        client.register_plugin(KillFirstTaskMidRun(str(marker), str(out)), name="kill-first-task")
         try:
-            status = main(["replay", *map(str, bags), "--out", str(tmp_path / "out"), "--cluster",
-                           cluster.scheduler_address, "--model", "student_rgb", "--no-map", "--no-bag"])
+            status = main(["replay", *map(str, bags), "--out", str(out), "--cluster", cluster.scheduler_address,
+                           "--model", "student_rgb", "--no-map"])
         finally:
             client.unregister_worker_plugin("kill-first-task")
     assert marker.exists()  # a worker did die
     assert status == 0, capsys.readouterr().err
-    written = EvaluationReport.from_dict(json.loads((tmp_path / "out" / "report.json").read_text()))
+    written = EvaluationReport.from_dict(json.loads((out / "report.json").read_text()))
     assert _scores(written) == sequential
+    for bag in bags:
+        with BagReader(out / bag.name) as reader:
+            assert len(list(reader.messages(["/seg_perception/labels"]))) == 2, bag.name
 
 
 def test_cluster_and_workers_are_exclusive(bags, tmp_path, capsys):
