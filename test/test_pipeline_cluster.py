@@ -40,7 +40,7 @@ class KillFirstTaskMidRun(distributed.WorkerPlugin):
             os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return
-        output = Path(self.out) / str(key).split("-", 2)[2]  # task keys are replay-<i>-<bag name>
+        output = Path(self.out) / str(key).split("-", 3)[3]  # task keys are replay-<run>-<i>-<bag name>
 
         def kill_once_writing() -> None:
             while not output.exists():

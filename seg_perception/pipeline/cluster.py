@@ -9,6 +9,7 @@ counted twice; its rerun rewrites its output bag and worst-frame files.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,10 @@ def replay_on_cluster(bags: list[str | Path], config: PipelineConfig, out_dir: s
                            ) from None
     results: dict[int, EvaluationReport] = {}
     failures: dict[str, str] = {}
+    run = uuid.uuid4().hex[:8]  # keys of its own, so that runs sharing a cluster never share a task
     with client:
         futures = [client.submit(_replay_task, str(Path(bag).resolve()), config, out_dir, options,
-                                 key=f"replay-{i}-{Path(bag).name}", pure=False) for i, bag in enumerate(bags)]
+                                 key=f"replay-{run}-{i}-{Path(bag).name}", pure=False) for i, bag in enumerate(bags)]
         for i, future in enumerate(futures):  # in bag order, as the sequential replay merges them
             try:
                 results[i] = EvaluationReport.from_dict(future.result())
