@@ -478,7 +478,8 @@ def summary_table(report: EvaluationReport) -> str:
     total = report.latency.summary().get(TOTAL)
     p50, p90 = (_num(total["p50"]), _num(total["p90"])) if total else (DASH, DASH)
     fps = report.frames_per_second()
-    lines.append(f"frames/s {_num(fps)}{'' if math.isnan(fps) else ' end to end'} · latency p50 {p50} ms · p90 {p90} ms · "
+    throughput = _num(fps) if math.isnan(fps) else f"{_num(fps)} end to end"
+    lines.append(f"frames/s {throughput} · latency p50 {p50} ms · p90 {p90} ms · "
                  f"{report.frames} frames, {report.frames_dropped} dropped")
     if report.voxel_counts:
         lines.append("3-D: " + " · ".join(f"{name.replace('_', ' ')} {_pct(value, 1)} %"

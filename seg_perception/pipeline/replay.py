@@ -486,5 +486,5 @@ def merge_bag_reports(reports: list[EvaluationReport], failures: dict[str, str],
 
 
 def replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions) -> dict[str, Any]:
-    """A worker process's (or cluster task's) replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
+    """A worker process's or cluster task's replay, as a plain dict (exact: integer matrices, raw latencies)."""
     return replay_bag(bag, config, out_dir, options).to_dict()
