@@ -57,6 +57,7 @@ setup(
         # onnxruntime quantises the INT8 Q/DQ models TensorRT builds from.
         "tensorrt": ["tensorrt>=10", "onnx>=1.15", "onnxruntime>=1.17"],
         "mapping": ["open3d>=0.18"],
+        "cluster": ["distributed>=2024.1"],  # seg-perception replay --cluster
         "dev": ["pytest>=8", "hypothesis>=6.100", "mcap-ros2-support>=0.5"],
     },
     entry_points={"console_scripts": ["seg-perception=seg_perception.cli:main",

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +43,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from seg_perception.training import FolderDatasetError
 
     try:
-        started = time.monotonic()
         report = _score(args)
     except (FolderDatasetError, EngineError, EvaluationError, LabelSetError, SegmenterInputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary_table(report))
-    seconds = time.monotonic() - started
-    print(f"evaluate: {report.frames} frames in {seconds:.1f} s, {report.frames / seconds:.1f} frames/s end to end")
     print(f"report: {args.out / 'report.md'}")
     return 0
 

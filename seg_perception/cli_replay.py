@@ -42,6 +42,9 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--realtime", action="store_true",
                         help="play at the bags' rate into the live scheduler (newest frame wins) and count drops")
     parser.add_argument("--workers", type=int, default=1, help="bags replayed in parallel processes (default: 1)")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="replay one task per bag on the Dask distributed scheduler at ADDRESS (tcp://HOST:PORT); "
+                             "bags and --out must be at the same paths on every worker")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per inference (default: the config's; 0: one, with a frame per core "
                              "segmented at once)")
@@ -54,9 +57,13 @@ def _replay(args: argparse.Namespace) -> int:
     from seg_perception.evaluation import summary_table
     from seg_perception.io import BagError
     from seg_perception.pipeline import ConfigError, PipelineConfig
+    from seg_perception.pipeline.cluster import ClusterError, replay_on_cluster
     from seg_perception.pipeline.replay import ReplayOptions, replay
 
     try:
+        if args.cluster and args.workers != 1:
+            raise ConfigError(f"--workers {args.workers} with --cluster: the cluster's workers replay the bags; "
+                              "leave --workers out")
         config = PipelineConfig.load(args.config)
         config = config.with_overrides(
             model=args.model, card=args.card, class_map=args.class_map, gt_map=args.gt_map, backend=args.backend,
@@ -64,15 +71,15 @@ def _replay(args: argparse.Namespace) -> int:
             labels_dir=args.labels_dir and str(args.labels_dir),
             camera_info_file=args.camera_info and str(args.camera_info),
             mapping=None if args.map else replace(config.mapping, enabled=False))
-        started = time.monotonic()
-        report = replay(args.bags, config, args.out, ReplayOptions(realtime=args.realtime, record=args.record,
-                                                                  progress=sys.stderr.isatty()),
-                        workers=args.workers)
-    except (BagError, ConfigError, EngineError) as exc:
+        options = ReplayOptions(realtime=args.realtime, record=args.record, progress=sys.stderr.isatty())
+        if args.cluster:
+            report = replay_on_cluster(args.bags, config, args.out, options, address=args.cluster)
+        else:
+            report = replay(args.bags, config, args.out, options, workers=args.workers)
+    except (BagError, ConfigError, EngineError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary_table(report))
-    print(_throughput(report.frames, time.monotonic() - started))
     print(f"report: {args.out / 'report.md'}")
     return _exit_status(report)
 
@@ -90,11 +97,6 @@ def _exit_status(report: Any) -> int:
         print("error: no frame was replayed (check --topic and the report's skipped reasons)", file=sys.stderr)
         return 1
     return 0
-
-
-def _throughput(frames: int, seconds: float) -> str:
-    """The replay's own speed: everything (reading, inference, mapping, scoring, writing) per wall second."""
-    return f"replay: {frames} frames in {seconds:.1f} s, {frames / seconds:.1f} frames/s end to end"
 
 
 def _topics(topics: dict[str, str | None], flags: list[str]) -> dict[str, str | None] | None:
@@ -151,11 +153,9 @@ def _demo(args: argparse.Namespace) -> int:
     config = PipelineConfig.load()
     config = config.with_overrides(topics={**config.topics, "rgb": config.topics["rgb"] + "/compressed"})
     print(f"replaying {len(bags)} bags with {config.model}")
-    replay_started = time.monotonic()
     report = replay(bags, config, args.out / "replay", ReplayOptions(progress=sys.stderr.isatty()))
     print()
     print(summary_table(report))
-    print(_throughput(report.frames, time.monotonic() - replay_started))
     print()
     print(f"output bags: {args.out / 'replay'}/<scenario> (MCAP; open in Foxglove or RViz)")
     print(f"report:      {args.out / 'replay' / 'report.md'} (+ report.json, confusion.png, class_iou.png, "

@@ -107,7 +107,9 @@ def test_evaluate_scores_like_an_independent_confusion_matrix(tmp_path, known, c
     assert {r["bag"] for r in report["worst_frames"]} == {f"{s}.png" for s in STEMS}
     assert all((out / r["overlay"]).is_file() for r in report["worst_frames"])
     assert (out / "report.md").is_file() and (out / "confusion.png").is_file()
-    assert "overall" in stdout and "report:" in stdout
+    assert len(report["figures"]["worst_frames"]["rows"]) == len(report["worst_frames"])  # the grid has them all
+    assert report["latency"]["frames_per_second"] > 0  # end to end, the one the table prints
+    assert "overall" in stdout and "report:" in stdout and "end to end" in stdout
 
 
 def test_a_label_map_maps_the_data_onto_the_models_ids(tmp_path, known, capsys):

@@ -12,7 +12,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from seg_perception.evaluation import EvaluationError
 from seg_perception.evaluation.latency import LatencyStats
-from seg_perception.evaluation.plots import overlay_strip, plot_class_iou, plot_confusion, plot_latency
+from seg_perception.evaluation.plots import (ERROR_COLORS, WorstFrame, plot_class_iou, plot_confusion, plot_latency,
+                                             plot_worst_frames)
 from seg_perception.evaluation.report import EvaluationReport, FrameRecord, summary_table
 from seg_perception.labels import LabelClass, LabelSet, load_label_set
 
@@ -233,9 +234,29 @@ def test_latency_percentiles_match_numpy_and_known_values():
     p50, p90, p99 = np.percentile(samples, [50, 90, 99])
     assert random.summary()["total"] == {"p50": p50, "p90": p90, "p99": p99, "mean": samples.mean(),
                                          "max": samples.max(), "count": 257}
-    assert random.frames_per_second() == pytest.approx(1000.0 / samples.mean())
-    assert stats.frames_per_second() == pytest.approx(1000.0 / 101.0)
-    assert math.isnan(LatencyStats({"inference": [3.0]}).frames_per_second())
+
+
+def test_frames_per_second_is_end_to_end_throughput_not_inverse_latency():
+    """8 frames of 100 ms latency each, done side by side in 0.4 s of wall time: 20 frames/s, not 10."""
+    report = EvaluationReport(TOY)
+    for _ in range(8):
+        report.count_frame({"total": 100.0})
+    assert math.isnan(report.frames_per_second())  # no wall time measured
+    report.wall_s = 0.4
+    assert report.frames_per_second() == pytest.approx(20.0)
+    data = report.to_dict()
+    assert data["latency"]["frames_per_second"] == pytest.approx(20.0) and data["latency"]["wall_s"] == 0.4
+    assert EvaluationReport.from_dict(json.loads(json.dumps(data))).wall_s == 0.4
+    other = EvaluationReport(TOY)
+    other.count_frame({"total": 50.0})
+    other.wall_s = 0.1
+    assert EvaluationReport.merge([report, other]).frames_per_second() == pytest.approx(9 / 0.5)
+    markdown = report.markdown()
+    assert "| frames/s | 20.0 end to end (8 frames in 0.4 s) |" in markdown
+    assert "Throughput (frames/s): 20.0 end to end" in markdown
+    assert summary_table(report).splitlines()[-1].startswith("frames/s 20.0 end to end · latency p50 100.0 ms")
+    with pytest.raises(EvaluationError, match="wall_s must be a finite number of seconds >= 0, got -1.0"):
+        EvaluationReport.from_dict({**data, "latency": {**data["latency"], "wall_s": -1.0}})
 
 
 def test_latency_merge_and_dict_round_trip_are_exact():
@@ -273,20 +294,36 @@ def test_write_creates_json_markdown_and_valid_pngs(tmp_path):
     report.count_dropped(2)
     report.count_skipped("wrong message type", 3)
     report.add_voxel_counts("voxel_accuracy", 81, 100)
+    report.wall_s = 2.0
     (tmp_path / "out" / "overlays").mkdir(parents=True)
-    sizes = [(40, 60), (20, 30)]
-    for record, (height, width) in zip(report.worst_frames, sizes, strict=False):
-        record.overlay = f"overlays/{record.index}.png"
-        cv2.imwrite(str(tmp_path / "out" / record.overlay), np.full((height, width, 3), 90, np.uint8))
+    frames = _frames(4, 4)
+    for record in report.worst_frames[:2]:  # the others have no files: left out of the grid
+        prediction, target = frames[record.index]
+        record.image, record.truth, record.prediction = (f"overlays/{record.index}-{n}.png" for n in ("i", "t", "p"))
+        cv2.imwrite(str(tmp_path / "out" / record.image), np.full((*target.shape, 3), 90, np.uint8))
+        cv2.imwrite(str(tmp_path / "out" / record.truth), target)
+        cv2.imwrite(str(tmp_path / "out" / record.prediction), prediction)
     paths = report.write(tmp_path / "out")
     assert set(paths) == {"json", "markdown", "confusion", "class_iou", "latency", "worst_frames"}
     for key in ("confusion", "class_iou", "latency", "worst_frames"):
         image = cv2.imread(str(paths[key]))
         assert image is not None and image.shape[0] > 0 and image.shape[1] > 0, key
-    # The strip: both overlays resized to the smaller height (20), 60×40 → 30×20 and 30×20.
-    assert cv2.imread(str(paths["worst_frames"])).shape == (20, 60, 3)
     data = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert EvaluationReport.from_dict(data).to_dict() == report.to_dict()
+    figures = data["figures"]
+    grid = figures["worst_frames"]
+    assert grid["file"] == "worst_frames.png"
+    assert [row["caption"] for row in grid["rows"]] == \
+        [f"{r.bag} #{r.index}\nmIoU {100 * r.miou:.1f} %" for r in report.worst_frames[:2]]
+    for row, record in zip(grid["rows"], report.worst_frames, strict=False):
+        prediction, target = frames[record.index]
+        assert row["panels"] == ["image", "ground truth", "prediction", "errors"]
+        assert row["wrong_pixels"] == int(((prediction != target) & (target != 255)).sum())
+        assert row["ignored_pixels"] == int((target == 255).sum())
+    # Classes 0-2 occur in the frames, person (3) never: the legend has the three, in their colours.
+    assert grid["legend"] == [{"id": c.id, "name": c.name, "color": list(c.color)} for c in TOY.classes[:3]]
+    assert figures["class_iou"]["title"] == f"per-class IoU (mIoU {100 * report.confusion.miou():.1f} %)"
+    assert figures["latency"]["title"].endswith("; 2.0 frames/s end to end")
     markdown = paths["markdown"].read_text(encoding="utf-8")
     for text in ("mIoU", "pixel accuracy", "boundary mIoU (2 px)", "| day |", "| night |", "| inference |",
                  "| total |", "Frames dropped: 2", "| wrong message type | 3 |",
@@ -319,13 +356,31 @@ def test_summary_table_lists_groups_overall_and_speed():
     assert lines[2].split() == ["night", "58.3", "75.0"]
     # Overall: road TP 4, FP 1 → 4/5; grass TP 3, FN 1 → 3/4; mean 77.5 %; accuracy 7/8.
     assert lines[3].split() == ["overall", "77.5", "87.5"]
-    # Mean total 25 ms → 40 frames/s; numpy linear p50 of 10…40 = 25, p90 = 37.
-    assert lines[4] == "frames/s 40.0 · latency p50 25.0 ms · p90 37.0 ms · 4 frames, 1 dropped"
+    # numpy linear p50 of 10…40 = 25, p90 = 37; no wall time measured yet.
+    assert lines[4] == "frames/s — · latency p50 25.0 ms · p90 37.0 ms · 4 frames, 1 dropped"
+    report.wall_s = 0.1  # 4 frames in 0.1 s; latency is not inverted into frames/s
+    assert summary_table(report).splitlines()[4].startswith("frames/s 40.0 end to end · latency p50 25.0 ms")
     assert len({len(line) for line in lines[:4]}) == 1  # fixed width
     assert len(lines) == 5  # no 3-D truth, no 3-D line
     report.add_voxel_counts("voxel_accuracy", 3, 4)
     report.add_voxel_counts("lidar_point_accuracy", 1, 3)
     assert summary_table(report).splitlines()[5] == "3-D: lidar point accuracy 33.3 % · voxel accuracy 75.0 %"
+
+
+def test_group_mious_name_the_classes_a_group_lacks():
+    """Group a has road and grass, group b road and tree: overall mIoU averages 3 classes, each group's 2."""
+    report = EvaluationReport(TOY)
+    report.score_frame(np.array([[0, 1]], np.uint8), np.array([[0, 1]], np.uint8), groups=["a", "scenario:x"])
+    report.score_frame(np.array([[0, 0]], np.uint8), np.array([[0, 2]], np.uint8), groups="b")
+    # a: road 1, grass 1 → 100 %; b: road TP 1 FP 1 → 1/2, tree 0 → 25 %; overall: road 2/3, grass 1, tree 0.
+    markdown = report.markdown()
+    assert "| scenario:x | 100.00 | 100.00 | 2 | 2 of 3 |" in markdown
+    assert "| a | 100.00 | 100.00 | 2 | 2 of 3 |" in markdown and "| b | 25.00 | 50.00 | 2 | 2 of 3 |" in markdown
+    assert markdown.index("| scenario:x |") < markdown.index("| a |")  # scenarios first, then the bags
+    assert [line.split()[0] for line in summary_table(report).splitlines()[1:5]] == ["scenario:x", "a", "b", "overall"]
+    assert f"| mIoU | {100 * (2 / 3 + 1 + 0) / 3:.2f} % |" in markdown
+    assert "averages the IoU of the 3 classes present" in markdown
+    assert "- a: tree\n" in markdown and "- b: grass\n" in markdown and "- scenario:x: tree\n" in markdown
 
 
 def test_summary_table_marks_undefined_values():
@@ -335,28 +390,45 @@ def test_summary_table_marks_undefined_values():
 
 
 def test_plots_handle_absent_classes_and_empty_rows(tmp_path):
-    names = ["road", "grass", "person"]
-    path = plot_class_iou([0.5, math.nan, 0.0], names, tmp_path / "iou.png")
-    assert cv2.imread(str(path)) is not None
-    path = plot_confusion(np.array([[3, 1, 0], [0, 0, 0], [0, 2, 2]]), names, tmp_path / "confusion.png")
-    assert cv2.imread(str(path)) is not None
-    path = plot_latency(LatencyStats({"total": [5.0, 6.0, 9.0]}), tmp_path / "latency.png")
-    assert cv2.imread(str(path)) is not None
+    names = ["road", "grass", "person", "tree"]
+    colors = [(128, 64, 128), (0, 200, 0), (220, 20, 60), (0, 90, 0)]
+    # person has no ground truth but was predicted (IoU 0), tree occurs nowhere (NaN).
+    drawn = plot_class_iou([0.5, 0.25, 0.0, math.nan], names, tmp_path / "iou.png", colors=colors,
+                           gt_pixels=[10, 4, 0, 0], miou=0.25)
+    assert cv2.imread(str(drawn.path)) is not None
+    assert drawn.data["title"] == "per-class IoU (mIoU 25.0 %)"
+    assert drawn.data["no_ground_truth"] == ["person"]
+    assert [(c["name"], c["color"], c["iou"], c["mark"]) for c in drawn.data["classes"]] == [
+        ("road", [128, 64, 128], 0.5, None), ("grass", [0, 200, 0], 0.25, None),
+        ("person", [220, 20, 60], None, "no ground truth"), ("tree", [0, 90, 0], None, "absent")]
+    assert plot_class_iou([0.5, math.nan], names[:2], tmp_path / "x.png").data["title"] == \
+        "per-class IoU (mIoU 50.0 %)"
+    drawn = plot_confusion(np.array([[3, 1, 0], [0, 0, 0], [0, 2, 2]]), names[:3], tmp_path / "confusion.png")
+    assert cv2.imread(str(drawn.path)) is not None and drawn.data["row_normalised"][1] == [0.0, 0.0, 0.0]
+    drawn = plot_latency(LatencyStats({"total": [5.0, 6.0, 9.0]}), tmp_path / "latency.png")
+    assert cv2.imread(str(drawn.path)) is not None and "frames/s" not in drawn.data["title"]
     with pytest.raises(EvaluationError, match="names"):
         plot_class_iou([0.5], names, tmp_path / "x.png")
     with pytest.raises(EvaluationError, match="'total'"):
         plot_latency(LatencyStats({"inference": [1.0]}), tmp_path / "x.png")
 
 
-def test_overlay_strip_concatenates_and_captions(tmp_path):
-    black = np.zeros((30, 40, 3), np.uint8)
-    white = np.full((30, 20, 3), 255, np.uint8)
-    path = overlay_strip([black, white], ["frame 1", "frame 2"], tmp_path / "strip.png")
-    strip = cv2.imread(str(path))
-    assert strip.shape == (30, 60, 3)
-    assert strip[:, :40].max() > 200  # the (anti-aliased) white caption on the black tile
-    assert strip[-1, 59].tolist() == [255, 255, 255]  # below the caption box the tile is untouched
-    with pytest.raises(EvaluationError, match="captions"):
-        overlay_strip([black], [], tmp_path / "x.png")
-    with pytest.raises(EvaluationError, match=r"uint8 RGB image, got float64"):
-        overlay_strip([black.astype(np.float64)], ["x"], tmp_path / "x.png")
+def test_worst_frames_grid_rows_legend_and_errors(tmp_path):
+    truth = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)
+    prediction = np.array([[0, 1, 1, 1], [2, 0, 3, 0]], np.uint8)
+    image = np.zeros((4, 8, 3), np.uint8)  # another size than the labels: resized to theirs
+    drawn = plot_worst_frames([WorstFrame("a #1", image, truth, prediction),
+                               WorstFrame("b #2", image[:2, :4], truth, truth)], TOY, tmp_path / "grid.png")
+    assert cv2.imread(str(drawn.path)) is not None
+    first, second = drawn.data["rows"]
+    # Wrong: (0, 1) and (1, 1); the ignored pixels (and the prediction 3 on one of them) are not errors.
+    assert (first["wrong_pixels"], first["ignored_pixels"], first["scored_pixels"]) == (2, 2, 6)
+    assert second["wrong_pixels"] == 0 and second["caption"] == "b #2"
+    assert [entry["name"] for entry in drawn.data["legend"]] == ["road", "grass", "tree", "person"]
+    assert drawn.data["error_colors"] == {k: list(v) for k, v in ERROR_COLORS.items()}
+    with pytest.raises(EvaluationError, match="at least one frame"):
+        plot_worst_frames([], TOY, tmp_path / "x.png")
+    with pytest.raises(EvaluationError, match=r"worst frame 0: truth \(2, 4\) and prediction \(2, 3\)"):
+        plot_worst_frames([WorstFrame("x", image, truth, prediction[:, :3])], TOY, tmp_path / "x.png")
+    with pytest.raises(EvaluationError, match=r"worst frame 0: the image must be \(H, W, 3\) uint8 RGB, got float64"):
+        plot_worst_frames([WorstFrame("x", image.astype(float), truth, truth)], TOY, tmp_path / "x.png")

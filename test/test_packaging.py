@@ -43,7 +43,7 @@ ROSDEP_KEYS = {
     "launch_ros": "launch_ros",
 }
 # Optional engines and tools, installed with pip extras, not through rosdep.
-PIP_EXTRAS = {"torch", "onnx", "onnxruntime", "tensorrt", "open3d", "safetensors", "matplotlib", "rich"}
+PIP_EXTRAS = {"torch", "onnx", "onnxruntime", "tensorrt", "open3d", "safetensors", "matplotlib", "rich", "distributed"}
 
 
 def _imported_top_level_modules() -> set[str]:

@@ -91,16 +91,51 @@ def test_each_frame_is_fused_with_the_camera_info_read_before_it(bag, config, tm
     assert _scores(runs[0]) == _scores(runs[1])
 
 
-def test_worst_frames_have_their_overlays_and_the_strip(bag, config, tmp_path):
+def test_worst_frames_have_their_overlays_and_the_grid(bag, config, tmp_path):
+    """The worst frames' files are the frame's own: the image, the bag's ground truth and the prediction
+    recorded in the output bag; the grid has a row per worst frame."""
     import cv2
+    import json
 
-    report = replay([bag], config, tmp_path, ReplayOptions(record=False))
+    report = replay([bag], config, tmp_path, ReplayOptions())
     assert len(report.worst_frames) == min(FRAMES, report.worst_limit)
+    with BagReader(bag) as reader:
+        truths = [np.frombuffer(m.msg.data, np.uint8).reshape(m.msg.height, m.msg.width)
+                  for m in reader.messages(["/camera/labels"])]
+    with BagReader(tmp_path / "drive") as reader:
+        predictions = [np.frombuffer(m.msg.data, np.uint8).reshape(m.msg.height, m.msg.width)
+                       for m in reader.messages(["/seg_perception/labels"])]
     for record in report.worst_frames:
-        picture = cv2.imread(str(tmp_path / record.overlay))
-        assert picture is not None and picture.shape == (360, 640, 3), record.overlay
-        assert picture.std() > 10  # a scene, not a blank image
+        for picture in (record.overlay, record.image):
+            image = cv2.imread(str(tmp_path / picture))
+            assert image is not None and image.shape == (360, 640, 3), picture
+            assert image.std() > 10  # a scene, not a blank image
+        truth = cv2.imread(str(tmp_path / record.truth), cv2.IMREAD_UNCHANGED)
+        prediction = cv2.imread(str(tmp_path / record.prediction), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(truth, truths[record.index]) and np.array_equal(prediction, predictions[record.index])
+    figures = json.loads((tmp_path / "report.json").read_text())["figures"]
+    assert len(figures["worst_frames"]["rows"]) == len(report.worst_frames)
     assert cv2.imread(str(tmp_path / "worst_frames.png")) is not None
+
+
+def test_scenarios_from_bag_names_and_metadata_are_groups_beside_the_bags(bag, config, tmp_path):
+    """A bag named drive_night and one tagged `scenario: rain,night` in its metadata: one row per bag and
+    one per scenario; the night group holds both bags' pixels (the sum of the two bag groups)."""
+    import yaml
+
+    named, tagged = tmp_path / "drive_night", tmp_path / "drive2"
+    shutil.copytree(bag, named)
+    shutil.copytree(bag, tagged)
+    metadata = yaml.safe_load((tagged / "metadata.yaml").read_text())
+    metadata["rosbag2_bagfile_information"]["custom_data"] = {"scenario": "rain, night"}
+    (tagged / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    report = replay([named, tagged], config, tmp_path / "out", ReplayOptions(record=False))
+    assert set(report.groups) == {"drive_night", "drive2", "scenario:night", "scenario:rain"}
+    both = report.groups["drive_night"].matrix + report.groups["drive2"].matrix
+    assert (report.groups["scenario:night"].matrix == both).all()
+    assert (report.groups["scenario:rain"].matrix == report.groups["drive2"].matrix).all()
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| scenario:night |" in markdown and "| drive2 |" in markdown
 
 
 def test_output_bag_is_readable_by_an_independent_mcap_reader(bag, config, tmp_path):

@@ -10,11 +10,11 @@ from .metrics import (
     confusion_matrix,
     frame_confusion,
 )
-from .plots import overlay_strip, plot_class_iou, plot_confusion, plot_latency
-from .report import EvaluationReport, FrameRecord, summary_table
+from .plots import Plot, WorstFrame, plot_class_iou, plot_confusion, plot_latency, plot_worst_frames
+from .report import SCENARIO, EvaluationReport, FrameRecord, summary_table
 
 __all__ = [
-    "ConfusionMatrix", "EvaluationError", "EvaluationReport", "FrameRecord", "LatencyStats", "SegmentationScores",
-    "boundary_band", "boundary_confusion", "confusion_matrix", "frame_confusion", "overlay_strip", "plot_class_iou",
-    "plot_confusion", "plot_latency", "summary_table",
+    "SCENARIO", "ConfusionMatrix", "EvaluationError", "EvaluationReport", "FrameRecord", "LatencyStats", "Plot",
+    "SegmentationScores", "WorstFrame", "boundary_band", "boundary_confusion", "confusion_matrix", "frame_confusion",
+    "plot_class_iou", "plot_confusion", "plot_latency", "plot_worst_frames", "summary_table",
 ]

@@ -72,18 +72,11 @@ class LatencyStats:
                           "max": float(values.max()), "count": int(values.size)}
         return out
 
-    def frames_per_second(self) -> float:
-        """1000 / mean of the "total" stage; NaN when "total" was never sampled or is all zero."""
-        total = self.samples(TOTAL)
-        mean = float(total.mean()) if total.size else 0.0
-        return 1000.0 / mean if mean > 0 else math.nan
-
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the raw samples (the only part `from_dict` reads), the summary and frames/s
-        (None when undefined). Python floats survive a JSON round trip bit for bit."""
-        fps = self.frames_per_second()
+        """JSON-ready dict: the raw samples (the only part `from_dict` reads) and the summary. Python floats
+        survive a JSON round trip bit for bit."""
         return {"samples": {stage: list(values) for stage, values in self._samples.items()},
-                "summary": self.summary(), "frames_per_second": None if math.isnan(fps) else fps}
+                "summary": self.summary()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyStats:

@@ -2,9 +2,13 @@
 voxel-map accuracy and the worst frames; exact merging, lossless JSON, Markdown, plots and a terminal table.
 
 Number formats: IoU and accuracies are printed in percent — two decimals in report.md, one in
-`summary_table` — latency in ms and frames/s with one decimal; anything undefined (a class absent
-from both prediction and ground truth, frames/s without a "total" stage) is printed "—" and stored
-as null in report.json.
+`summary_table` and the plots — latency in ms and frames/s with one decimal; anything undefined (a
+class absent from both prediction and ground truth, frames/s without a measured wall time) is
+printed "—" and stored as null in report.json.
+
+frames/s is one thing everywhere: end-to-end throughput, frames processed over the wall-clock time of
+the replay (reading, inference, mapping, scoring, writing). Per-frame latency is reported as latency
+(ms), never inverted into frames/s: frames segmented side by side each take longer than alone.
 """
 from __future__ import annotations
 
@@ -22,11 +26,12 @@ from seg_perception.labels import LabelSet, LabelSetError
 
 from .latency import TOTAL, LatencyStats
 from .metrics import ConfusionMatrix, EvaluationError, frame_confusion
-from .plots import overlay_strip, plot_class_iou, plot_confusion, plot_latency
+from .plots import Plot, WorstFrame, plot_class_iou, plot_confusion, plot_latency, plot_worst_frames
 
 FORMAT = "seg_perception.evaluation_report"
 VERSION = 1
 DASH = "—"
+SCENARIO = "scenario:"  # prefix of the groups that are scenarios (e.g. "scenario:night"), beside the bags
 
 
 @dataclass
@@ -38,8 +43,10 @@ class FrameRecord:
         bag: bag name (or path) the frame came from.
         stamp_ns: the frame's header stamp in nanoseconds.
         miou: mIoU of this frame alone (over the classes in its ground truth or prediction).
-        overlay: PNG of the frame's overlay, absolute or relative to the report's output folder; None if
+        overlay: picture of the frame's overlay, absolute or relative to the report's output folder; None if
             none was saved.
+        image, truth, prediction: the frame's camera image (JPEG), ground-truth and predicted class ids
+            (PNG), paths as `overlay`, for the worst-frames grid; None if not saved.
     """
 
     index: int
@@ -47,6 +54,9 @@ class FrameRecord:
     stamp_ns: int
     miou: float
     overlay: str | None = None
+    image: str | None = None
+    truth: str | None = None
+    prediction: str | None = None
 
     def rank_key(self) -> tuple[float, str, int, int]:
         """Worst first; ties are broken by bag, stamp and index so that every merge order ranks alike."""
@@ -54,13 +64,15 @@ class FrameRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "bag": self.bag, "stamp_ns": self.stamp_ns, "miou": self.miou,
-                "overlay": self.overlay}
+                **{name: getattr(self, name) for name in _FRAME_FILES}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FrameRecord:
-        overlay = data.get("overlay")
-        return cls(int(data["index"]), str(data["bag"]), int(data["stamp_ns"]), float(data["miou"]),
-                   None if overlay is None else str(overlay))
+        files = {name: None if data.get(name) is None else str(data[name]) for name in _FRAME_FILES}
+        return cls(int(data["index"]), str(data["bag"]), int(data["stamp_ns"]), float(data["miou"]), **files)
+
+
+_FRAME_FILES = ("overlay", "image", "truth", "prediction")
 
 
 @dataclass(eq=False)
@@ -77,8 +89,10 @@ class EvaluationReport:
         worst_limit: how many worst frames are kept.
         confusion: overall confusion matrix.
         boundary: confusion matrix on the ground-truth boundary band.
-        groups: confusion matrix per group (a bag, a scenario such as "day" or "night", …).
+        groups: confusion matrix per group: a bag, a scenario (named `SCENARIO` + tag, e.g. "scenario:night"), …
         latency: per-stage latency samples.
+        wall_s: wall-clock seconds the frames took end to end (0: not measured); merging adds them, and
+            a replay of bags side by side sets its own.
         frames: frames processed (segmented).
         frames_scored: frames compared with ground truth.
         frames_dropped: frames the live scheduler dropped.
@@ -100,6 +114,7 @@ class EvaluationReport:
     skipped: dict[str, int] = field(default_factory=dict)
     voxel_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     worst_frames: list[FrameRecord] = field(default_factory=list)
+    wall_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_set, LabelSet):
@@ -158,6 +173,11 @@ class EvaluationReport:
         self.worst_frames = _rank([*self.worst_frames, record], self.worst_limit)
         return record if any(r is record for r in self.worst_frames) else None
 
+    def group_names(self) -> list[str]:
+        """The groups in table order: the scenarios by name, then the others (bags) as they came."""
+        return sorted(n for n in self.groups if n.startswith(SCENARIO)) + \
+            [n for n in self.groups if not n.startswith(SCENARIO)]
+
     def group(self, name: str) -> ConfusionMatrix:
         """The confusion matrix of group `name`, created empty on first use."""
         if name not in self.groups:
@@ -183,6 +203,10 @@ class EvaluationReport:
             raise EvaluationError(f"voxel metric {metric!r}: correct ({correct}) exceeds scored ({scored})")
         old_correct, old_scored = self.voxel_counts.get(metric, (0, 0))
         self.voxel_counts[str(metric)] = (old_correct + correct, old_scored + scored)
+
+    def frames_per_second(self) -> float:
+        """End-to-end throughput: frames processed / `wall_s` (NaN when no wall time was measured)."""
+        return self.frames / self.wall_s if self.wall_s > 0 else math.nan
 
     def voxel_accuracy(self) -> dict[str, float]:
         """Metric name → correct / scored (NaN when nothing was scored)."""
@@ -218,6 +242,7 @@ class EvaluationReport:
             merged.frames += report.frames
             merged.frames_scored += report.frames_scored
             merged.frames_dropped += report.frames_dropped
+            merged.wall_s += report.wall_s
             for reason, count in report.skipped.items():
                 merged.count_skipped(reason, count)
             for metric, (correct, scored) in report.voxel_counts.items():
@@ -247,7 +272,8 @@ class EvaluationReport:
             "groups": {name: {"miou": m.miou(), "pixel_accuracy": m.pixel_accuracy(),
                               "pixels": int(m.matrix.sum()), "confusion_matrix": m.matrix.tolist()}
                        for name, m in self.groups.items()},
-            "latency": self.latency.to_dict(),
+            "latency": {**self.latency.to_dict(), "wall_s": self.wall_s,
+                        "frames_per_second": self.frames_per_second()},
             "voxel": {name: {"correct": correct, "scored": scored, "accuracy": self.voxel_accuracy()[name]}
                       for name, (correct, scored) in self.voxel_counts.items()},
             "worst_frames": [record.to_dict() for record in self.worst_frames],
@@ -272,6 +298,9 @@ class EvaluationReport:
             for name, group in data["groups"].items():
                 report.group(str(name)).add(_int_matrix(group["confusion_matrix"]))
             report.latency = LatencyStats.from_dict(data["latency"])
+            report.wall_s = float(data["latency"].get("wall_s", 0.0))
+            if not math.isfinite(report.wall_s) or report.wall_s < 0:
+                raise EvaluationError(f"wall_s must be a finite number of seconds >= 0, got {report.wall_s}")
             report.frames = _count(data["frames"], "frames")
             report.frames_scored = _count(data["frames_scored"], "frames_scored")
             report.frames_dropped = _count(data["frames_dropped"], "frames_dropped")
@@ -290,7 +319,9 @@ class EvaluationReport:
         """Write report.json, report.md and the PNG plots into `out_dir` (created if needed).
 
         Plots: confusion.png (row-normalised), class_iou.png, latency.png (when "total" latencies were
-        recorded) and worst_frames.png (a strip of the worst frames whose overlay images can be read).
+        recorded) and worst_frames.png (a grid of the worst frames whose image, truth and prediction files
+        can be read). What each plot drew (legends, "no ground truth" classes, rows) is in report.json
+        under "figures".
 
         Returns:
             What was written: "json", "markdown", "confusion", "class_iou", "latency", "worst_frames" → path.
@@ -302,22 +333,24 @@ class EvaluationReport:
         out.mkdir(parents=True, exist_ok=True)
         scores = self.confusion.scores(self.label_set)
         shown = self._shown_classes()
-        paths = {
+        colors = {c.id: c.color for c in self.label_set.classes}
+        plots: dict[str, Plot] = {
             "confusion": plot_confusion(self.confusion.matrix[np.ix_(shown, shown)],
                                         [scores.names[i] for i in shown], out / "confusion.png"),
             "class_iou": plot_class_iou([scores.iou[i] for i in shown], [scores.names[i] for i in shown],
-                                        out / "class_iou.png"),
+                                        out / "class_iou.png", colors=[colors.get(i, (0, 0, 0)) for i in shown],
+                                        gt_pixels=[scores.gt_pixels[i] for i in shown], miou=scores.miou),
         }
         if self.latency.samples(TOTAL).size:
-            paths["latency"] = plot_latency(self.latency, out / "latency.png")
-        overlays = [(record, image) for record in self.worst_frames
-                    if (image := _read_overlay(out, record.overlay)) is not None]
-        if overlays:
-            paths["worst_frames"] = overlay_strip(
-                [image for _, image in overlays],
-                [f"{r.bag} #{r.index} mIoU {_pct(r.miou, 1)}" for r, _ in overlays], out / "worst_frames.png")
+            plots["latency"] = plot_latency(self.latency, out / "latency.png", self.frames_per_second())
+        frames = [frame for record in self.worst_frames if (frame := _worst_frame(out, record)) is not None]
+        if frames:
+            plots["worst_frames"] = plot_worst_frames(frames, self.label_set, out / "worst_frames.png")
+        paths = {name: plot.path for name, plot in plots.items()}
+        figures = {name: {"file": plot.path.name, **plot.data} for name, plot in plots.items()}
         paths["json"] = out / "report.json"
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        paths["json"].write_text(json.dumps({**self.to_dict(), "figures": _json_safe(figures)}, indent=1,
+                                            allow_nan=False) + "\n", encoding="utf-8")
         paths["markdown"] = out / "report.md"
         paths["markdown"].write_text(self.markdown({k: p.name for k, p in paths.items()}), encoding="utf-8")
         return paths
@@ -331,7 +364,7 @@ class EvaluationReport:
         images = images or {}
         scores = self.confusion.scores(self.label_set)
         edge = self.boundary.scores(self.label_set)
-        fps = self.latency.frames_per_second()
+        fps = self.frames_per_second()
         lines = [
             f"# Segmentation evaluation — {self.label_set.name}", "",
             "| | |", "|---|---|",
@@ -340,7 +373,7 @@ class EvaluationReport:
             f"| pixel accuracy | {_pct(scores.pixel_accuracy)} % |",
             f"| mean class accuracy | {_pct(scores.mean_class_accuracy)} % |",
             f"| boundary mIoU ({self.boundary_width_px} px) | {_pct(edge.miou)} % |",
-            f"| frames/s | {_num(fps)} |", "",
+            f"| frames/s | {_throughput(self)} |", "",
             "## Per class", "",
             "| id | class | IoU % | accuracy % | boundary IoU % | ground-truth pixels | predicted pixels |",
             "|---:|---|---:|---:|---:|---:|---:|",
@@ -351,11 +384,7 @@ class EvaluationReport:
         lines += ["", f"{DASH}: undefined, the class occurs in neither the ground truth nor the prediction "
                   "(within the boundary band, for boundary IoU).", ""]
         if self.groups:
-            lines += ["## Per group", "", "| group | mIoU % | pixel accuracy % | scored pixels |",
-                      "|---|---:|---:|---:|"]
-            lines += [f"| {name} | {_pct(m.miou())} | {_pct(m.pixel_accuracy())} | {int(m.matrix.sum())} |"
-                      for name, m in self.groups.items()]
-            lines.append("")
+            lines += self._group_lines()
         lines += ["## Latency", ""]
         summary = self.latency.summary()
         if summary:
@@ -363,7 +392,8 @@ class EvaluationReport:
                       "|---|---:|---:|---:|---:|---:|---:|"]
             lines += [f"| {stage} | {s['count']} | {_num(s['mean'])} | {_num(s['p50'])} | {_num(s['p90'])} | "
                       f"{_num(s['p99'])} | {_num(s['max'])} |" for stage, s in summary.items()]
-            lines += ["", f"frames/s (1000 / mean total latency): {_num(fps)}", ""]
+            lines += ["", "Latency is each frame's own time through a stage, not throughput: frames segmented side "
+                      f"by side each take longer than alone. Throughput (frames/s): {_throughput(self)}.", ""]
         else:
             lines += ["No latency was recorded.", ""]
         lines += ["## Dropped frames and skipped messages", "", f"Frames dropped: {self.frames_dropped}", ""]
@@ -392,6 +422,30 @@ class EvaluationReport:
             lines += ["## Plots", ""] + [item for image in embedded for item in (image, "")]
         return "\n".join(lines).rstrip("\n") + "\n"
 
+    def _group_lines(self) -> list[str]:
+        """The per-scenario and per-bag table, and which classes each group's mIoU leaves out."""
+        names = self.confusion.scores(self.label_set).names
+        present = ~np.isnan(self.confusion.iou())
+        lines = ["## Per scenario and bag", "",
+                 "| group | mIoU % | pixel accuracy % | scored pixels | classes in its mIoU |",
+                 "|---|---:|---:|---:|---:|"]
+        absent = {}
+        for name in self.group_names():
+            matrix = self.groups[name]
+            here = ~np.isnan(matrix.iou())
+            lines.append(f"| {name} | {_pct(matrix.miou())} | {_pct(matrix.pixel_accuracy())} | "
+                         f"{int(matrix.matrix.sum())} | {int(here.sum())} of {int(present.sum())} |")
+            if missing := [names[i] for i in np.flatnonzero(present & ~here)]:
+                absent[name] = missing
+        lines += ["", f"The overall mIoU averages the IoU of the {int(present.sum())} classes present (in the ground "
+                  "truth or the prediction) anywhere; a group's mIoU averages over the classes present in that "
+                  "group, so the overall mIoU is not the mean of the groups' mIoUs."]
+        if absent:
+            lines += ["Classes absent from a group (left out of its mIoU, counted in the overall one):", ""]
+            lines += [f"- {name}: {', '.join(missing)}" for name, missing in absent.items()]
+        lines.append("")
+        return lines
+
     def _matrix(self) -> ConfusionMatrix:
         return ConfusionMatrix(self.label_set.num_classes, self.label_set.ignore_id)
 
@@ -405,24 +459,27 @@ class EvaluationReport:
 
 def summary_table(report: EvaluationReport) -> str:
     """A short fixed-width table for the terminal: mIoU and pixel accuracy per group and overall (percent,
-    one decimal), then frames/s and p50/p90 of the "total" latency (ms, one decimal); "—" where undefined.
+    one decimal), then end-to-end frames/s and p50/p90 of the "total" latency (ms, one decimal); "—" where
+    undefined.
 
     Example:
         group    mIoU %  pixel acc %
         day        61.2         90.1
         night      48.1         85.0
         overall    55.0         87.6
-        frames/s 23.4 · latency p50 40.1 ms · p90 52.3 ms · 60 frames, 0 dropped
+        frames/s 23.4 end to end · latency p50 40.1 ms · p90 52.3 ms · 60 frames, 0 dropped
         3-D: lidar point accuracy 86.1 % · voxel accuracy 85.1 %      (where there is 3-D truth)
     """
-    rows = [(name, m.miou(), m.pixel_accuracy()) for name, m in report.groups.items()]
+    rows = [(name, report.groups[name].miou(), report.groups[name].pixel_accuracy()) for name in report.group_names()]
     rows.append(("overall", report.confusion.miou(), report.confusion.pixel_accuracy()))
     width = max(len("group"), *(len(name) for name, _, _ in rows))
     lines = [f"{'group':<{width}}  {'mIoU %':>6}  {'pixel acc %':>11}"]
     lines += [f"{name:<{width}}  {_pct(miou, 1):>6}  {_pct(accuracy, 1):>11}" for name, miou, accuracy in rows]
     total = report.latency.summary().get(TOTAL)
     p50, p90 = (_num(total["p50"]), _num(total["p90"])) if total else (DASH, DASH)
-    lines.append(f"frames/s {_num(report.latency.frames_per_second())} · latency p50 {p50} ms · p90 {p90} ms · "
+    fps = report.frames_per_second()
+    throughput = _num(fps) if math.isnan(fps) else f"{_num(fps)} end to end"
+    lines.append(f"frames/s {throughput} · latency p50 {p50} ms · p90 {p90} ms · "
                  f"{report.frames} frames, {report.frames_dropped} dropped")
     if report.voxel_counts:
         lines.append("3-D: " + " · ".join(f"{name.replace('_', ' ')} {_pct(value, 1)} %"
@@ -458,12 +515,24 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _read_overlay(out_dir: Path, overlay: str | None) -> np.ndarray | None:
-    if overlay is None:
+def _worst_frame(out_dir: Path, record: FrameRecord) -> WorstFrame | None:
+    """The record's image, truth and prediction read back for the grid; None if a file is missing or unreadable."""
+    paths = [None if name is None else Path(name) if Path(name).is_absolute() else out_dir / name
+             for name in (record.image, record.truth, record.prediction)]
+    if any(path is None for path in paths):
         return None
-    path = Path(overlay) if Path(overlay).is_absolute() else out_dir / overlay
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)
+    truth, prediction = (cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in paths[1:])
+    if image is None or truth is None or prediction is None:
+        return None
+    caption = f"{record.bag} #{record.index}\nmIoU {_pct(record.miou, 1)} %"
+    return WorstFrame(caption, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), truth, prediction)
+
+
+def _throughput(report: EvaluationReport) -> str:
+    if math.isnan(report.frames_per_second()):
+        return DASH
+    return f"{_num(report.frames_per_second())} end to end ({report.frames} frames in {report.wall_s:.1f} s)"
 
 
 def _pct(value: float, digits: int = 2) -> str:

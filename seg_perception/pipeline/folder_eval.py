@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
-
-import cv2
 
 from seg_perception.evaluation import EvaluationError, EvaluationReport
 from seg_perception.labels import LabelSet
 
-from .outputs import overlay
+from . import worst_frames
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +55,11 @@ def evaluate_folder(segmenter: Any, dataset: Any, out_dir: str | Path, *, progre
     Raises:
         EvaluationError: label sets that differ; FolderDatasetError: an unreadable frame or label image.
     """
+    started = time.monotonic()
     out_dir = Path(out_dir)
     label_set = scored_label_set(segmenter.label_set, dataset.label_set)
     report = EvaluationReport(label_set)
-    overlays: dict[int, Any] = {}  # frame index → overlay image of a worst-frame candidate
+    panels: dict[int, Any] = {}  # frame index → (image, truth, prediction) of a worst-frame candidate
     indices: Any = range(len(dataset))
     if progress:
         from tqdm import tqdm
@@ -70,16 +70,15 @@ def evaluate_folder(segmenter: Any, dataset: Any, out_dir: str | Path, *, progre
         result = segmenter.segment(rgb=rgb)
         report.count_frame(result.timing)
         name = dataset.samples[index].image.name
-        record = report.score_frame(result.labels, dataset.map_labels(raw), groups=group or dataset.split, bag=name,
-                                    index=index)
+        truth = dataset.map_labels(raw)
+        record = report.score_frame(result.labels, truth, groups=group or dataset.split, bag=name, index=index)
         if record is not None:  # kept in memory while among the worst; those still there are written
             worst = {r.index for r in report.worst_frames}
-            overlays = {i: image for i, image in overlays.items() if i in worst}
-            overlays[index] = overlay(rgb, label_set.colorize(result.labels))
-            record.overlay = f"overlays/{Path(name).stem}.jpg"
+            panels = {i: frame for i, frame in panels.items() if i in worst}
+            panels[index] = (rgb, truth, result.labels)
+            worst_frames.name_files(record, f"overlays/{Path(name).stem}")
     for record in report.worst_frames:
-        path = out_dir / str(record.overlay)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(overlays[record.index], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        worst_frames.write_files(out_dir, record, label_set, *panels[record.index])
+    report.wall_s = time.monotonic() - started
     report.write(out_dir)
     return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -16,10 +17,9 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 
-from seg_perception.evaluation import EvaluationError, EvaluationReport
+from seg_perception.evaluation import SCENARIO, EvaluationError, EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, CameraModel, ConversionError,
                                RosbagsFactory, TransformBuffer, array_to_compressed, camera_info_from_model,
                                camera_model_from_yaml, make_header, matrix_to_transform_stamped, stamp_to_ns)
@@ -32,7 +32,8 @@ from seg_perception.mapping.evaluate import VoxelTruth
 from .config import ConfigError, PipelineConfig
 from .label_folder import LabelFolder
 from .decode import MessageDecoder
-from .outputs import image_messages, info_message, overlay
+from . import worst_frames
+from .outputs import image_messages, info_message
 from .perception import FrameResult, Perception, transforms_needed_until
 from .schedulers import LiveScheduler, ReplayScheduler
 from .stages import SerialWorker, prefetch
@@ -45,6 +46,8 @@ BAG_FAILED = "bag not replayed"  # the report's skipped reason for a bag that fa
 MAP_EVERY_FRAMES = 10  # the voxel map is recorded every this many frames and at the end
 READ_AHEAD_MESSAGES = 32  # decoded messages the reader thread may hold ahead of inference
 WRITE_AHEAD_FRAMES = 4  # results the writer thread may hold behind inference
+# Words in a bag's name that make it a scenario group of the report (beside its own bag group).
+SCENARIO_WORDS = ("day", "dawn", "dusk", "night", "fog", "rain", "snow")
 
 
 @dataclass
@@ -72,6 +75,7 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         BagError: the bag is unreadable or lacks the RGB topic (optional topics that are absent are
             skipped and reported).
     """
+    started = time.monotonic()
     options = options or ReplayOptions()
     bag, out_dir = Path(bag), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +107,26 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
             run.play(roles)
         finally:
             run.close()
+    report.wall_s = time.monotonic() - started
     return report
+
+
+def scenario_tags(bag: str | Path) -> list[str]:
+    """The scenarios a bag belongs to: the `SCENARIO_WORDS` in its name (e.g. "drive_night_03" → night) and
+    the comma-separated tags of the `scenario` key of a rosbag2 bag's metadata.yaml `custom_data`."""
+    bag = Path(bag)
+    tags = [word for word in re.split(r"[^a-z0-9]+", bag.name.lower()) if word in SCENARIO_WORDS]
+    metadata = bag / "metadata.yaml"
+    if metadata.is_file():
+        import yaml
+
+        try:
+            info = yaml.safe_load(metadata.read_text(encoding="utf-8"))["rosbag2_bagfile_information"]
+            custom = info.get("custom_data") or {}
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            custom = {}  # an unreadable metadata.yaml is the reader's to report, not the scenarios'
+        tags += [tag.strip() for tag in str(custom.get("scenario", "")).split(",") if tag.strip()]
+    return list(dict.fromkeys(tags))
 
 
 def _segmenter(config: PipelineConfig) -> Any:
@@ -184,7 +207,9 @@ class _Run:
         self.sink = SerialWorker(WRITE_AHEAD_FRAMES)
         self.frames = 0
         self.last_stamp = 0
-        self.overlays: dict[int, np.ndarray] = {}  # frame index → overlay image of a worst-frame candidate
+        # frame index → (image, truth, prediction) of a worst-frame candidate, kept while it is among the worst
+        self.panels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.groups = [self.name, *(SCENARIO + tag for tag in scenario_tags(self.bag))]
         semantic_map = perception.semantic_map
         self.label_folder = (LabelFolder(config.labels_dir, int(config.slop_ms.get("labels", 5.0) * 1e6))
                              if config.labels_dir else None)
@@ -309,15 +334,15 @@ class _Run:
         record = None
         if truth is not None:
             try:
-                record = self.report.score_frame(segmentation.labels, truth, groups=self.name, bag=self.name,
+                record = self.report.score_frame(segmentation.labels, truth, groups=self.groups, bag=self.name,
                                                  stamp_ns=bundle.stamp_ns, index=index)
             except EvaluationError as exc:  # ground truth of another size or id space: this frame is not scored
                 self.report.count_skipped(f"ground truth not scored: {_reason(exc)}")
             if record is not None:  # kept in memory while among the worst; those still there are written
                 worst = {r.index for r in self.report.worst_frames if r.bag == self.name}
-                self.overlays = {i: image for i, image in self.overlays.items() if i in worst}
-                self.overlays[index] = overlay(bundle.rgb, color)
-                record.overlay = f"overlays/{self.name}-{index:05d}.jpg"
+                self.panels = {i: panels for i, panels in self.panels.items() if i in worst}
+                self.panels[index] = (bundle.rgb, truth, segmentation.labels)
+                worst_frames.name_files(record, f"overlays/{self.name}-{index:05d}")
         self._score_points(result, bundle.extras.get("lidar_labels"))
         if self.writer is not None:
             self._write(bundle, result, color, camera, latency_ms, voxels)
@@ -379,12 +404,9 @@ class _Run:
             self.sink.close()
         finally:
             for record in self.report.worst_frames:
-                if record.bag == self.name and record.index in self.overlays:
-                    path = self.out_dir / record.overlay
-                    path.parent.mkdir(exist_ok=True)
-                    # JPEG: pictures for people, written ~15x faster than PNG (1.5 vs 21+ ms at 640x360)
-                    cv2.imwrite(str(path), cv2.cvtColor(self.overlays[record.index], cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, 90])
+                if record.bag == self.name and record.index in self.panels:
+                    worst_frames.write_files(self.out_dir, record, self.segmenter.label_set,
+                                             *self.panels[record.index])
             voxels = self.perception.semantic_map.voxels() if self.perception.semantic_map is not None else None
             if self.voxel_truth is not None and len(self.voxel_truth):
                 self.report.add_voxel_counts("voxel_accuracy", *self.voxel_truth.score(voxels))
@@ -460,6 +482,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
 
     A bag that cannot be replayed is reported (logged and counted as skipped) and the others go on.
     """
+    started = time.monotonic()
     out_dir = Path(out_dir)
     options = options or ReplayOptions()
     names = output_names(bags)
@@ -472,7 +495,7 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
         processes = min(workers, len(bags))
         options = replace(options, segment_workers=segment_workers(config, processes))
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {str(bag): pool.submit(_replay_to_dict, bag, config, out_dir, options, names[str(bag)])
+            futures = {str(bag): pool.submit(replay_to_dict, bag, config, out_dir, options, names[str(bag)])
                        for bag in bags}
             for bag, future in futures.items():
                 try:
@@ -486,19 +509,32 @@ def replay(bags: list[str | Path], config: PipelineConfig, out_dir: str | Path, 
                 reports.append(replay_bag(bag, config, out_dir, options, segmenter=segmenter, name=names[str(bag)]))
             except (BagError, ValueError, RuntimeError) as exc:
                 failures[str(bag)] = str(exc)
+    return merge_bag_reports(reports, failures, out_dir, time.monotonic() - started)
+
+
+def merge_bag_reports(reports: list[EvaluationReport], failures: dict[str, str], out_dir: str | Path,
+                      wall_s: float) -> EvaluationReport:
+    """Merge the reports of the bags that were replayed (exactly, in the given order), count each bag of
+    `failures` (bag → error) as skipped, set the run's end-to-end `wall_s` and write the merged report to
+    `out_dir`.
+
+    Raises:
+        BagError: no report, every bag failed.
+    """
     if not reports:
         raise BagError("no bag could be replayed: " + "; ".join(f"{b}: {e}" for b, e in failures.items()))
     merged = EvaluationReport.merge(reports)
     for bag, error in failures.items():
         log.error("%s was not replayed: %s", bag, error)
         merged.count_skipped(f"{BAG_FAILED}: {Path(bag).name}")
+    merged.wall_s = wall_s
     merged.write(out_dir)
     return merged
 
 
-def _replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions,
-                    name: str) -> dict[str, Any]:
-    """A worker process's replay, returned as a plain dict (exact: integer matrices, raw latencies)."""
+def replay_to_dict(bag: str | Path, config: PipelineConfig, out_dir: Path, options: ReplayOptions,
+                   name: str | None = None) -> dict[str, Any]:
+    """A worker process's or cluster task's replay, as a plain dict (exact: integer matrices, raw latencies)."""
     return replay_bag(bag, config, out_dir, options, name=name).to_dict()
 
 
