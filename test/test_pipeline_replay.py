@@ -169,7 +169,8 @@ def test_parallel_bags_merge_exactly(bag, config, tmp_path):
 
 def test_missing_rgb_topic_is_a_clear_error(bag, config, tmp_path):
     wrong = replace(config, topics={**config.topics, "rgb": "/front/image"})
-    with pytest.raises(BagError, match=r"has no RGB topic '/front/image' \(set topics.rgb\); topics there: "):
+    with pytest.raises(BagError, match=r"has no RGB topic '/front/image', and which image topic is the camera's is "
+                                       r"ambiguous: \[.*'/camera/image_raw/compressed'"):
         replay_bag(bag, wrong, tmp_path)
 
 
