@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .dynamic import DynamicLayer
 from .errors import MappingError
 from .voxels import _KEY_MASK, KEY_BITS, KEY_MAX, KEY_MIN, KEY_OFFSET, VoxelArrays, pack_keys, unpack_keys
 OCCUPANCY_SCALE = 1024         # fixed-point steps per unit of occupancy log-odds (int16: |occupancy| < 32)
@@ -781,6 +782,11 @@ class _NumbaStore:
             if slots * 2 <= self._table.shape[0]:
                 self._grow_table(slots)
 
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(packed keys, quantised log-probabilities, fixed-point occupancy), views in slot order (no copy)."""
+        n = self._n
+        return self._keys[:n], self._log_probs[:n], self._occupancy[:n]
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         n = self._n
         order = np.argsort(self._keys[:n])
@@ -1018,6 +1024,9 @@ class _TorchStore:
         by_distance = torch.argsort(dist2[by_key], descending=True, stable=True)
         return torch.cat([older, tied[by_key[by_distance]][:excess - older.shape[0]]])
 
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._keys.cpu().numpy(), self._log_probs.cpu().numpy(), self._occupancy.cpu().numpy()
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self._keys.cpu().numpy(), self._log_probs.cpu().numpy(), self._occupancy.cpu().numpy(),
                 self._observations.cpu().numpy().view(np.uint16), self._last_seen.cpu().numpy())
@@ -1077,15 +1086,20 @@ class SemanticVoxelMap:
 
     Memory is bounded: with `radius` set, voxels farther than radius from the origin (or the scan's mean
     point without one) are evicted; past `max_voxels` the least recently seen go first, the farthest of
-    equally recent ones first.
+    equally recent ones first. The cap holds within a scan: room is made before the scan's voxels are
+    inserted (if the scan alone has more, its nearest are kept). Storage is given back when the map falls
+    under a quarter of it. Per voxel: see `bytes_per_voxel` (<= 64 bytes for 32 classes); the dynamic layer
+    (`dynamic_classes`) adds 17 bytes per dynamic voxel seen within dynamic_decay_s, nothing to static ones.
+
+    Dynamic classes (people, vehicles): see `DynamicLayer`; `dynamic_voxels()` returns them.
     """
 
     def __init__(self, num_classes: int, voxel_size: float = 0.2, *, max_voxels: int = 2_000_000,
                  radius: float | None = None, log_floor: float = -7.0, default_confidence: float = 0.8,
                  hit_log_odds: float = 0.85, miss_log_odds: float = -0.5,
                  occupancy_limits: tuple[float, float] = (-2.0, 3.5), remove_below: float = -1.0,
-                 azimuth_bins: int = 2048, elevation_step_deg: float = 0.5, backend: str = "numba",
-                 device: str = "cpu") -> None:
+                 azimuth_bins: int = 2048, elevation_step_deg: float = 0.5, dynamic_classes: tuple[int, ...] = (),
+                 dynamic_decay_s: float = 2.0, backend: str = "numba", device: str = "cpu") -> None:
         """Args:
             num_classes: C, 2..255.
             voxel_size: edge length, metres, 0.02..2.0.
@@ -1098,6 +1112,9 @@ class SemanticVoxelMap:
             remove_below: occupancy at or below which a passed-through voxel is removed, in [lower, 0).
             azimuth_bins: range-image columns over 360 degrees.
             elevation_step_deg: range-image row height.
+            dynamic_classes: ids of classes that move (LabelSet.dynamic_ids()): their points are kept apart from
+                the static map (see `DynamicLayer`) and shown only while seen.
+            dynamic_decay_s: seconds after which an unseen dynamic voxel is forgotten, in (0, 3600].
             backend: "numba" (CPU hash table) or "torch" (sorted tensors).
             device: "cpu" for numba; "cpu", "cuda" or "cuda:N" for torch.
 
@@ -1107,6 +1124,7 @@ class SemanticVoxelMap:
         self._p = _make_params(num_classes, voxel_size, max_voxels, radius, log_floor, default_confidence,
                                hit_log_odds, miss_log_odds, occupancy_limits, remove_below, azimuth_bins,
                                elevation_step_deg)
+        self._dynamic = DynamicLayer(self._p.num_classes, dynamic_classes, dynamic_decay_s)
         if backend not in _STORES:
             raise MappingError(f"backend {backend!r} is not known; accepted: {', '.join(_STORES)}")
         self._store: _NumbaStore | _TorchStore = _STORES[backend](self._p, device)
@@ -1132,12 +1150,12 @@ class SemanticVoxelMap:
         `from_voxels(voxels(), **parameters())` rebuilds it."""
         parameters = asdict(self._p)
         del parameters["num_classes"], parameters["voxel_size"]
-        return parameters
+        return {**parameters, "dynamic_classes": self._dynamic.classes, "dynamic_decay_s": self._dynamic.decay_s}
 
     def memory_bytes(self) -> int:
         """Bytes allocated for the map's contents: value arrays at their capacity plus hash slots
         (per-scan scratch such as the range image not included)."""
-        return self._store.memory_bytes()
+        return self._store.memory_bytes() + self._dynamic.memory_bytes()
 
     def bytes_per_voxel(self) -> float:
         """memory_bytes() / max(len, 1).
@@ -1166,7 +1184,7 @@ class SemanticVoxelMap:
 
         Returns:
             {"points": finite points, "labelled": labelled finite points fused, "voxels_touched",
-            "voxels_new", "voxels_cleared", "voxels_evicted"}.
+            "voxels_new", "voxels_cleared", "voxels_evicted", "dynamic_voxels" (seen within dynamic_decay_s)}.
 
         Raises:
             MappingError: wrong shapes or dtypes, a non-integer stamp, a non-finite origin, or a finite
@@ -1199,10 +1217,30 @@ class SemanticVoxelMap:
             where = np.asarray(origin, dtype=np.float64).reshape(-1)
             if where.shape != (3,) or not np.isfinite(where).all():
                 raise MappingError(f"origin {origin!r} is not usable; accepted: None or 3 finite numbers (map frame)")
-        return self._store.integrate(pts, lab, conf, int(stamp_ns), where)
+        dynamic = self._dynamic.mask(lab) if self._dynamic.classes else None
+        static = np.where(dynamic, -1, lab) if dynamic is not None else lab  # still measurements for clearing
+        stats = self._store.integrate(pts, static, conf, int(stamp_ns), where)
+        if dynamic is not None:
+            keep = dynamic & np.isfinite(pts).all(axis=1)  # the store has checked the key range
+            if conf is not None:
+                keep &= np.isfinite(conf)
+            self._dynamic.update(pts[keep].astype(np.float64), lab[keep], self._p.voxel_size, int(stamp_ns))
+        return {**stats, "dynamic_voxels": len(self._dynamic)}
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The static map as stored, for fast readers (the costmap): (M,) packed int64 keys, (M, C) uint8
+        quantised log-probabilities (q * log_floor / 255; the smallest q is the most probable class) and (M,)
+        int16 occupancy log-odds * OCCUPANCY_SCALE, in storage order. Views: read them before the next
+        integrate."""
+        return self._store.contents()
+
+    def dynamic_voxels(self) -> VoxelArrays:
+        """The voxels of dynamic classes seen within dynamic_decay_s of the last scan, sorted by key (their
+        class at full confidence); not part of `voxels()`, the static map."""
+        return self._dynamic.voxels(self._p.voxel_size, self._p.log_floor, self._p.hit_log_odds)
 
     def voxels(self) -> VoxelArrays:
-        """The map's contents, sorted by key, log-probabilities dequantised (q * log_floor / 255)."""
+        """The static map's contents, sorted by key, log-probabilities dequantised (q * log_floor / 255)."""
         keys, q, occupancy, observations, last_seen = self._store.arrays()
         return VoxelArrays(
             voxel_size=self._p.voxel_size,
