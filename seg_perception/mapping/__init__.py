@@ -25,13 +25,14 @@ from .export import (
     voxels_to_msg,
     write_point_cloud,
 )
+from .markers import decimate, voxels_to_markers
 from .projection import BEHIND, INVALID, LABELLED, OCCLUDED, OUTSIDE, PointLabels, deskew, label_points
 from .voxel_map import SemanticVoxelMap
 from .voxels import VoxelArrays
 
 __all__ = [
     "DEFAULT_COSTS", "CostGrid", "DynamicLayer", "class_costs", "costmap_to_msg", "msg_to_costmap",
-    "traversability_costmap", "traversability_mask",
+    "traversability_costmap", "traversability_mask", "decimate", "voxels_to_markers",
     "BEHIND", "INVALID", "LABELLED", "OCCLUDED", "OUTSIDE", "MappingError", "PointLabels", "SemanticVoxelMap",
     "VoxelArrays", "deskew", "label_points", "load_map", "load_voxels", "save_map", "save_voxels", "voxel_colors",
     "voxels_to_cloud", "voxels_to_msg", "write_point_cloud",
