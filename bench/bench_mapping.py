@@ -9,11 +9,13 @@
 - scaling: the same scan, every point labelled (LiDAR ground truth), fused with free-space clearing into
   a map of ~0.2 M and of ~2 M voxels (the larger one holds the drive's voxels plus copies of them
   shifted 500 m apart: a map that grew along a route, beyond the sensor's reach), side by side;
+- costmap: a traversability costmap update (0.2 m cells, 40 x 40 m and 100 x 100 m windows) from the
+  drive's map (~0.2 M voxels, sim_offroad costs, people and vehicles dynamic);
 - scan sizes: label-only fusion of 16 k .. 1 M points into that map against a plain numpy
   `np.unique` voxel grouping and open3d's hash map (insert + find) of the same keys.
 
 Prints JSON.   NUMBA_NUM_THREADS=1 python bench/bench_mapping.py [--frames 30] [--repeat 20]
-               [--only speed,memory,accuracy,scaling]
+               [--only speed,memory,accuracy,scaling,costmap]
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from seg_perception.labels import load_label_set  # noqa: E402
+from seg_perception.mapping.costmap import class_costs, traversability_costmap  # noqa: E402
 from seg_perception.mapping.evaluate import evaluate_on_world  # noqa: E402
 from seg_perception.mapping.projection import label_points  # noqa: E402
 from seg_perception.mapping.voxel_map import SemanticVoxelMap  # noqa: E402
@@ -157,6 +160,25 @@ def scaling(repeat: int) -> dict:
     return results
 
 
+def costmap(repeat: int) -> dict:
+    drive = _drive(PREFILL + 1)
+    label_set = load_label_set("sim_offroad")
+    voxel_map = SemanticVoxelMap(label_set.num_classes, 0.2, dynamic_classes=label_set.dynamic_ids())
+    for points, labels, origin, stamp in drive:
+        voxel_map.integrate(points, labels, stamp_ns=stamp, origin=origin)
+    costs = class_costs(label_set)
+    robot = drive[-1][2] - np.array([0.0, 0.0, 2.0])  # the LiDAR is 2 m above the base
+    results: dict = {"map_voxels": len(voxel_map), "dynamic_voxels": len(voxel_map.dynamic_voxels()),
+                     "resolution": 0.2}
+    for size in (40.0, 100.0):
+        def update() -> None:
+            traversability_costmap(voxel_map, costs, robot_xyz=robot, resolution=0.2, size=(size, size))
+
+        update()  # compile
+        results[f"window_{size:.0f}m_median_ms"] = round(_median_ms(update, repeat), 3)
+    return results
+
+
 def _scan_sizes(drive, voxel_map: SemanticVoxelMap, classes: int, repeat: int) -> list[dict]:
     """Label-only fusion against np.unique grouping and open3d's hash map, on the same keys."""
     import open3d as o3d
@@ -209,12 +231,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames of the accuracy drive (default: 30)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions (default: 20)")
-    parser.add_argument("--only", default="speed,memory,accuracy,scaling", help="comma-separated sections to run")
+    parser.add_argument("--only", default="speed,memory,accuracy,scaling,costmap", help="comma-separated sections to run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sections = {"speed": lambda: speed(args.repeat), "memory": lambda: memory(args.frames),
                 "accuracy": lambda: [evaluate_on_world(0, args.frames), evaluate_on_world(0, args.frames, noise=0.25)],
-                "scaling": lambda: scaling(args.repeat)}
+                "scaling": lambda: scaling(args.repeat), "costmap": lambda: costmap(args.repeat)}
     wanted = args.only.split(",")
     unknown = sorted(set(wanted) - set(sections))
     if unknown:

@@ -9,7 +9,8 @@ on the CPU) and "torch" (sorted keys, on a GPU or the CPU).
 Storage per voxel: one packed int64 key (21 bits per axis), C uint8 quantised log-probabilities
 (q = round(l / log_floor * 255), resolution |log_floor| / 255), int16 fixed-point occupancy
 (1/1024 log-odds), uint16 observations (saturating), int64 last-seen stamp; the numba backend adds
-its int32 hash slots (power-of-two table kept at most three quarters full).
+its int32 hash slots (power-of-two table kept at most three quarters full) and 32 bytes per chunk of 4096
+voxels (the chunk's x-y key box). Dynamic classes live apart (`DynamicLayer`), outside this budget.
 """
 from __future__ import annotations
 
