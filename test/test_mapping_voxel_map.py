@@ -505,3 +505,30 @@ def test_memory_is_given_back_when_the_map_shrinks(backend):
     voxel_map.integrate(points[:10] + [100.0, 100.0, 0.0], np.zeros(10, np.int64), stamp_ns=2, origin=np.array([100.0, 100.0, 0.0]))
     assert len(voxel_map) == 10
     assert voxel_map.memory_bytes() < full / 8  # the floor: the storage of an empty map
+
+
+def test_dynamic_classes_stay_apart_and_decay(backend):
+    # class 2 is dynamic: a person (2) stands in the voxel above the road (1) for three scans at 10 Hz
+    voxel_map = SemanticVoxelMap(3, 0.2, dynamic_classes=(2,), dynamic_decay_s=0.25, backend=backend)
+    road, person = np.array([[1.1, 0.1, 0.1]]), np.array([[1.1, 0.1, 0.3], [1.1, 0.1, 0.1]])
+    for scan in range(3):
+        stats = voxel_map.integrate(np.vstack([road, person]), np.array([1, 2, 2]), stamp_ns=scan * 100_000_000)
+        assert stats["dynamic_voxels"] == 2 and stats["labelled"] == 1
+    # the static map has the road only, never overwritten by the person's point in the same voxel
+    static = voxel_map.voxels()
+    assert static.keys.tolist() == [[5, 0, 0]] and static.labels.tolist() == [1]
+    dynamic = voxel_map.dynamic_voxels()
+    assert dynamic.keys.tolist() == [[5, 0, 0], [5, 0, 1]] and dynamic.labels.tolist() == [2, 2]
+    assert dynamic.last_seen_ns.tolist() == [200_000_000] * 2
+    # unseen from then on: still there 0.2 s later (<= 0.25 s), gone 0.3 s later
+    voxel_map.integrate(road, np.array([1]), stamp_ns=400_000_000)
+    assert len(voxel_map.dynamic_voxels()) == 2
+    voxel_map.integrate(road, np.array([1]), stamp_ns=500_000_000)
+    assert len(voxel_map.dynamic_voxels()) == 0 and len(voxel_map) == 1
+    # the parameters rebuild the map, dynamic settings included
+    again = SemanticVoxelMap.from_voxels(voxel_map.voxels(), **voxel_map.parameters(), backend=backend)
+    assert again.parameters() == voxel_map.parameters()
+    with pytest.raises(MappingError, match="dynamic_classes .* out of range; accepted: class ids 0..2"):
+        SemanticVoxelMap(3, 0.2, dynamic_classes=(3,), backend=backend)
+    with pytest.raises(MappingError, match="dynamic_decay_s 0 is not usable; accepted: seconds in \\(0, 3600\\]"):
+        SemanticVoxelMap(3, 0.2, dynamic_decay_s=0, backend=backend)
