@@ -177,7 +177,7 @@ def test_unlabelled_non_finite_and_empty_input(backend):
     stats = voxel_map.integrate(points, labels, confidence, stamp_ns=1, origin=np.zeros(3))
     assert len(voxel_map) == 0
     assert stats == {"points": 4, "labelled": 0, "voxels_touched": 0, "voxels_new": 0, "voxels_cleared": 0,
-                     "voxels_evicted": 0}
+                     "voxels_evicted": 0, "dynamic_voxels": 0}
     stats = voxel_map.integrate(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), stamp_ns=2, origin=[0, 0, 0])
     assert stats["points"] == 0 and len(voxel_map) == 0
     stats = voxel_map.integrate(np.full((3, 3), np.nan), np.array([1, 2, 3]), stamp_ns=3)

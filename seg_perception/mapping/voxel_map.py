@@ -262,6 +262,9 @@ def _insert(keys, count, start, table, shift, dense_keys, state, dense_capacity,
     n = state[0]
     for i in range(start, count):
         key = keys[i]
+        if i > 0 and key == keys[i - 1]:  # consecutive points of a scan often share a voxel: no probe
+            voxel_index[i] = voxel_index[i - 1]
+            continue
         slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
                 + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
         while True:
@@ -315,8 +318,14 @@ def _fuse(voxel_index, labels, weights, count, n_before, n, log_probs, occupancy
     mask = positions.shape[0] - 1
     positions[:] = -1
     n_touched = 0
+    previous, t = -1, 0
     for i in range(count):
         d = voxel_index[i]
+        if d == previous:  # a scan's consecutive points often share a voxel: no probe
+            point_position[i] = t
+            start[t + 1] += 1
+            continue
+        previous = d
         slot = np.int64((np.uint64(d) * _FIB) >> positions_shift)
         while True:
             t = positions[slot]
