@@ -46,7 +46,6 @@ _FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key *
 _BLOCK = ~((3 << (2 * KEY_BITS)) | (3 << KEY_BITS) | 3)
 _LOCAL_X, _LOCAL_Y = 2 * KEY_BITS - 4, KEY_BITS - 2  # shifts bringing the low 2 bits of x, y to bits 4-5, 2-3
 _EMPTY = -1
-_EVICTED, _CLEARED = 2, 1
 _INITIAL_VOXELS = 4096
 _INITIAL_SLOTS = 8192
 # Dense slots in chunks of 4096, each with the x-y box of the keys it holds (bounds may only loosen until the
@@ -460,33 +459,37 @@ def _range_image(point_cells, point_range2, count, image):
     return farthest2
 
 
-def _candidates(dense_keys, n, boxes, voxel_size, centre, radius2, origin, has_origin, farthest2, hit, flags,
+def _candidates(dense_keys, n, boxes, voxel_size, centre, radius2, origin, has_origin, farthest2, hit, evicted_out,
                 index_out, xyz_out):
-    """The one pass over the stored voxels a scan makes (a key decode and two distances each): flags
-    _EVICTED every voxel farther than radius from `centre` (radius2 < 0: none); with an origin, lists in
+    """The one pass over the stored voxels a scan makes (a key decode and two distances each): lists in
+    evicted_out every voxel farther than radius from `centre` (radius2 < 0: none); with an origin, lists in
     index_out (and their centres in the rows of xyz_out) the others not hit this scan that lie nearer to it
-    than the scan's farthest point, the only ones a beam can have passed. Returns how many it listed.
-    Chunks whose box is out of reach are skipped whole (all flagged with a radius)."""
+    than the scan's farthest point, the only ones a beam can have passed. Chunks whose box is out of reach
+    are skipped whole (all evicted with a radius). Returns (listed in index_out, listed in evicted_out), each
+    list ascending."""
     # a voxel outside the box of half-size max(radius, farthest range) around the centre (with a voxel's margin)
     # is neither in reach nor within radius: two integer compares on its key tell, before any float work
     half = max(np.sqrt(radius2) if radius2 >= 0.0 else 0.0, np.sqrt(farthest2))
     lo_x = np.int64(np.floor((centre[0] - half) / voxel_size)) - 1 + KEY_OFFSET
     lo_y = np.int64(np.floor((centre[1] - half) / voxel_size)) - 1 + KEY_OFFSET
     span = np.uint64(np.int64(np.ceil(2.0 * half / voxel_size)) + 3)
-    m = 0
+    m, e = 0, 0
     for chunk in range((n + (1 << _CHUNK_BITS) - 1) >> _CHUNK_BITS):
         first, stop = chunk << _CHUNK_BITS, min(n, (chunk + 1) << _CHUNK_BITS)
         if (boxes[chunk, 2] < lo_x or boxes[chunk, 0] > lo_x + np.int64(span)
                 or boxes[chunk, 3] < lo_y or boxes[chunk, 1] > lo_y + np.int64(span)):
             if radius2 >= 0.0:
-                flags[first:stop] = _EVICTED
+                for d in range(first, stop):
+                    evicted_out[e] = d
+                    e += 1
             continue
         for d in range(first, stop):
             key = dense_keys[d]
             if (np.uint64((key >> (2 * KEY_BITS)) - lo_x) > span
                     or np.uint64(((key >> KEY_BITS) & _KEY_MASK) - lo_y) > span):
                 if radius2 >= 0.0:
-                    flags[d] = _EVICTED
+                    evicted_out[e] = d
+                    e += 1
                 continue
             x = (((key >> (2 * KEY_BITS)) - KEY_OFFSET) + 0.5) * voxel_size
             y = ((((key >> KEY_BITS) & _KEY_MASK) - KEY_OFFSET) + 0.5) * voxel_size
@@ -494,7 +497,8 @@ def _candidates(dense_keys, n, boxes, voxel_size, centre, radius2, origin, has_o
             if radius2 >= 0.0:
                 ex, ey, ez = x - centre[0], y - centre[1], z - centre[2]
                 if ex * ex + ey * ey + ez * ez > radius2:
-                    flags[d] = _EVICTED
+                    evicted_out[e] = d
+                    e += 1
                     continue
             if not has_origin or hit[d]:
                 continue
@@ -505,12 +509,13 @@ def _candidates(dense_keys, n, boxes, voxel_size, centre, radius2, origin, has_o
             index_out[m] = d
             xyz_out[0, m], xyz_out[1, m], xyz_out[2, m] = x, y, z
             m += 1
-    return m
+    return m, e
 
 
-def _clear(index, cells, range2, m, image, margin, miss_q, occ_low, remove_q, occupancy, flags):
+def _clear(index, cells, range2, m, image, margin, miss_q, occ_low, remove_q, occupancy, cleared_out):
     """A miss for each listed voxel whose cell has a measurement farther than its own range plus `margin`;
-    flagged _CLEARED once its occupancy is at or below remove_q."""
+    listed in cleared_out (ascending, as `index`) once its occupancy is at or below remove_q. Returns how many."""
+    c = 0
     for j in range(m):
         measured = image[np.int64(cells[j])]
         if measured != np.inf and np.sqrt(range2[j]) < np.float64(measured) - margin:
@@ -518,7 +523,9 @@ def _clear(index, cells, range2, m, image, margin, miss_q, occ_low, remove_q, oc
             o = max(np.int64(occupancy[d]) + miss_q, occ_low)
             occupancy[d] = o
             if o <= remove_q:
-                flags[d] = _CLEARED
+                cleared_out[c] = d
+                c += 1
+    return c
 
 
 def _expand_boxes(dense_keys, first, stop, boxes):
@@ -724,21 +731,20 @@ class _NumbaStore:
                              p.azimuth_scale, p.elevation_bins, p.elevation_scale, point_cells, point_range2)
                 image = np.full(p.elevation_bins * p.azimuth_bins, np.inf, np.float32)
                 farthest2 = k.range_image(point_cells, point_range2, finite, image)
-            flags = np.zeros(n, np.int8)
-            index, centres = np.empty(n, np.int64), np.empty((3, n), np.float64)  # pages touched only as listed
-            m = k.candidates(self._keys, n, self._boxes, p.voxel_size, centre if centre is not None else no_point, radius2,
-                             origin if origin is not None else no_point, origin is not None, farthest2, hit, flags,
-                             index, centres)
+            # n-sized lists, of which only the pages written are ever touched
+            index, centres, gone = np.empty(n, np.int64), np.empty((3, n), np.float64), np.empty(n, np.int64)
+            m, e = k.candidates(self._keys, n, self._boxes, p.voxel_size, centre if centre is not None else no_point,
+                                radius2, origin if origin is not None else no_point, origin is not None, farthest2, hit,
+                                gone, index, centres)
+            cleared_at = np.empty(m, np.int64)
             if m:
                 cells, range2 = np.empty(m), np.empty(m)
                 k.directions(centres[0], centres[1], centres[2], m, origin[0], origin[1], origin[2], p.azimuth_bins,
                              p.azimuth_scale, p.elevation_bins, p.elevation_scale, cells, range2)
-                k.clear(index, cells, range2, m, image, p.clear_margin, p.miss_q, occ_low, p.remove_q,
-                        self._occupancy, flags)
-            victims = np.flatnonzero(flags)
-            cleared = int(np.count_nonzero(flags == _CLEARED))
-            evicted += victims.size - cleared
-            self._remove(victims)
+                cleared = k.clear(index, cells, range2, m, image, p.clear_margin, p.miss_q, occ_low, p.remove_q,
+                                  self._occupancy, cleared_at)
+            evicted += int(e)
+            self._remove(np.sort(np.concatenate([gone[:e], cleared_at[:cleared]])))
         return {"points": finite, "labelled": count, "voxels_touched": touched, "voxels_new": int(state[0]) - n_before,
                 "voxels_cleared": cleared, "voxels_evicted": evicted}
 
