@@ -89,11 +89,14 @@ def _rasterise(keys, q, occupancy, n, voxel_size, costs, ox, oy, resolution, z_l
                                 / resolution))
         if column < 0 or column >= width or row < 0 or row >= height:
             continue
-        best, best_q = 0, q[d, 0]
-        for c in range(1, num_classes):
-            if q[d, c] < best_q:
-                best, best_q = c, q[d, c]
-        cost = costs[best]
+        if grid[row, column] == LETHAL:
+            continue
+        # argmin of the row (the smallest q is the most probable class; ties: the smaller id) as one branch-free
+        # min over q << 8 | c, which LLVM vectorises
+        packed = 65535
+        for c in range(num_classes):
+            packed = min(packed, (np.int64(q[d, c]) << 8) | c)
+        cost = costs[packed & 255]
         if cost > grid[row, column]:
             grid[row, column] = cost
 
