@@ -771,7 +771,7 @@ class _NumbaStore:
             victims = np.flatnonzero(others)
             dropped = new_keys.size - np.count_nonzero(np.isin(new_keys, kept_keys, assume_unique=True))
             self._remove(victims)
-            return np.isin(keys, kept_keys), victims.size + dropped
+            return np.isin(keys, kept_keys), int(victims.size + dropped)
         others = np.ones(n, np.bool_)
         others[touched] = False
         candidates = np.flatnonzero(others)
@@ -780,7 +780,7 @@ class _NumbaStore:
                               n + new_keys.size - p.max_voxels)
         victims = np.sort(candidates[chosen])
         self._remove(victims)
-        return None, victims.size
+        return None, int(victims.size)
 
     def _remove(self, victims: np.ndarray) -> None:
         """Remove dense slots `victims` (ascending); give memory back once the map holds under a quarter of it."""
