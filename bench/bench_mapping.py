@@ -220,7 +220,8 @@ def _scan_sizes(drive, voxel_map: SemanticVoxelMap, classes: int, repeat: int) -
         for _ in range(repeat):  # interleaved: the three see the same machine load
             for name, function in functions.items():
                 times[name].append(_median_ms(function, 1))
-        rows.append({"points": size, **{f"{name}_median_ms": round(statistics.median(t), 2) for name, t in times.items()}})
+        rows.append({"points": size,
+                     **{f"{name}_median_ms": round(statistics.median(t), 2) for name, t in times.items()}})
     return rows
 
 
@@ -233,7 +234,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames of the accuracy drive (default: 30)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions (default: 20)")
-    parser.add_argument("--only", default="speed,memory,accuracy,scaling,costmap", help="comma-separated sections to run")
+    parser.add_argument("--only", default="speed,memory,accuracy,scaling,costmap",
+                        help="comma-separated sections to run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sections = {"speed": lambda: speed(args.repeat), "memory": lambda: memory(args.frames),

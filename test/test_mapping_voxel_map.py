@@ -502,7 +502,8 @@ def test_memory_is_given_back_when_the_map_shrinks(backend):
     assert len(voxel_map) == 40_000
     full = voxel_map.memory_bytes()
     # the sensor drives away: radius eviction leaves 10 voxels, and the storage follows them down
-    voxel_map.integrate(points[:10] + [100.0, 100.0, 0.0], np.zeros(10, np.int64), stamp_ns=2, origin=np.array([100.0, 100.0, 0.0]))
+    away = np.array([100.0, 100.0, 0.0])
+    voxel_map.integrate(points[:10] + away, np.zeros(10, np.int64), stamp_ns=2, origin=away)
     assert len(voxel_map) == 10
     assert voxel_map.memory_bytes() < full / 8  # the floor: the storage of an empty map
 

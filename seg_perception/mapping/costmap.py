@@ -199,7 +199,8 @@ def msg_to_costmap(msg: Any) -> CostGrid:
                     (float(position.x), float(position.y), float(position.z)), str(msg.header.frame_id), stamp)
 
 
-def traversability_mask(labels: np.ndarray, label_set: LabelSet, categories: tuple[str, ...] = ("drivable",)) -> np.ndarray:
+def traversability_mask(labels: np.ndarray, label_set: LabelSet,
+                        categories: tuple[str, ...] = ("drivable",)) -> np.ndarray:
     """Bool image, True where a label image's class has one of `categories` (e.g. the drivable area), for
     users who segment but do not map. Ids without a class (the ignore id) are False.
 

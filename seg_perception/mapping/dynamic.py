@@ -27,7 +27,8 @@ class DynamicLayer:
         try:
             ids = sorted({int(c) for c in classes})
         except (TypeError, ValueError):
-            raise MappingError(f"dynamic_classes {classes!r} is not usable; accepted: class ids 0..{num_classes - 1}") from None
+            raise MappingError(f"dynamic_classes {classes!r} is not usable; accepted: class ids "
+                               f"0..{num_classes - 1}") from None
         if any(not 0 <= c < num_classes for c in ids):
             raise MappingError(f"dynamic_classes {classes!r} is out of range; accepted: class ids 0..{num_classes - 1}")
         try:
