@@ -60,8 +60,9 @@ def _costmap(voxel_map: SemanticVoxelMap, stamp_ns: int = 0) -> CostGrid:
                                   size=(8.0, 8.0), height_band=(-1.0, 2.0), stamp_ns=stamp_ns)
 
 
-def test_known_layout_gives_known_costs_cell_by_cell():
-    voxel_map = SemanticVoxelMap(LABELS.num_classes, V, dynamic_classes=LABELS.dynamic_ids())
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_known_layout_gives_known_costs_cell_by_cell(backend):
+    voxel_map = SemanticVoxelMap(LABELS.num_classes, V, dynamic_classes=LABELS.dynamic_ids(), backend=backend)
     voxel_map.integrate(*_scan(False), stamp_ns=0)
     grid = _costmap(voxel_map)
     assert (grid.width, grid.height, grid.resolution, grid.origin) == (20, 20, RES, (-4.0, -4.0, 0.0))
