@@ -52,6 +52,7 @@ _INITIAL_SLOTS = 8192
 # next rehash): a scan skips every chunk whose box lies out of its reach, so its cost stays with the voxels
 # near the sensor as the map grows along a drive. Slots fill in insertion order, so a chunk is local.
 _CHUNK_BITS = 12
+_RETIGHTEN_CHUNKS = 8  # chunk boxes rebuilt each scan, round robin: removals loosen them (the last slot moves in)
 _NO_KEY = 1 << KEY_BITS  # a box bound beyond every key field: an empty box
 
 
@@ -618,6 +619,7 @@ class _NumbaStore:
         self._p = params
         self._k = _numba_kernels()
         self._n = 0
+        self._retighten = 0
         self._exp_q = np.exp(np.arange(_Q_MAX + 1) * params.q_step)
         self._allocate(_INITIAL_VOXELS)
         self._table = np.full(_INITIAL_SLOTS, _EMPTY, np.int32)
@@ -639,9 +641,12 @@ class _NumbaStore:
         if chunks > old:
             self._boxes[old:, :2], self._boxes[old:, 2:] = _NO_KEY, -1
 
-    def _rebuild_boxes(self) -> None:
-        self._boxes[:, :2], self._boxes[:, 2:] = _NO_KEY, -1
-        self._k.expand_boxes(self._keys, 0, self._n, self._boxes)
+    def _rebuild_boxes(self, first_chunk: int = 0, chunks: int | None = None) -> None:
+        """Tight boxes for `chunks` chunks from `first_chunk` (all by default)."""
+        stop_chunk = self._boxes.shape[0] if chunks is None else min(first_chunk + chunks, self._boxes.shape[0])
+        self._boxes[first_chunk:stop_chunk, :2], self._boxes[first_chunk:stop_chunk, 2:] = _NO_KEY, -1
+        self._k.expand_boxes(self._keys, min(first_chunk << _CHUNK_BITS, self._n),
+                             min(stop_chunk << _CHUNK_BITS, self._n), self._boxes)
 
     @property
     def _shift(self) -> np.uint64:
@@ -709,6 +714,11 @@ class _NumbaStore:
                 self._grow_table(self._table.shape[0] * 2)
         n = self._n
         k.expand_boxes(self._keys, n_before, n, self._boxes)
+        # a voxel moved into a hole widens its new chunk's box: a few boxes are made tight again every scan
+        used = max(1, -(-n // (1 << _CHUNK_BITS)))
+        self._retighten = self._retighten % used
+        self._rebuild_boxes(self._retighten, _RETIGHTEN_CHUNKS)
+        self._retighten += _RETIGHTEN_CHUNKS
         hit = np.zeros(n, np.bool_)
         occ_low, occ_high = p.occupancy_q
         positions = np.empty(max(2, 1 << (2 * count).bit_length()), np.int32)
