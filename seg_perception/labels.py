@@ -17,7 +17,11 @@ from seg_perception.resources import resource_dir
 # A model predicts (largest id + 1) logits per pixel, so ids are bounded to bound the model: 4096
 # covers every public label set (ADE20K-full, the largest, has 3688 classes).
 MAX_CLASSES = 4096
-_SHAPE = "name, ignore_id and classes of {id, name, color: [r, g, b]}"
+_SHAPE = ("name, ignore_id and classes of {id, name, color: [r, g, b]} (optional per class: "
+          "traversability: drivable | rough | obstacle | unknown, dynamic: true | false)")
+# How a class counts for navigation (seg_perception.mapping.costmap): drivable and rough ground give their
+# cost, obstacles are lethal inside the robot's height band, unknown classes (sky, "other") say nothing.
+TRAVERSABILITY = ("drivable", "rough", "obstacle", "unknown")
 
 
 class LabelSetError(ValueError):
@@ -30,11 +34,14 @@ def _integer(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class LabelClass:
-    """One class; construction checks the id (0..MAX_CLASSES - 1), name and sRGB colour."""
+    """One class; construction checks the id (0..MAX_CLASSES - 1), name, sRGB colour, traversability
+    (one of TRAVERSABILITY) and the dynamic flag (things that move: people, vehicles, animals)."""
 
     id: int
     name: str
     color: tuple[int, int, int]
+    traversability: str = "unknown"
+    dynamic: bool = False
 
     def __post_init__(self) -> None:
         if not _integer(self.id) or not 0 <= self.id < MAX_CLASSES:
@@ -44,6 +51,11 @@ class LabelClass:
         color = tuple(self.color) if isinstance(self.color, (tuple, list)) else None
         if color is None or len(color) != 3 or not all(_integer(v) and 0 <= v <= 255 for v in color):
             raise LabelSetError(f"class {self.name!r} has colour {self.color!r}; accepted: [r, g, b], each 0..255")
+        if self.traversability not in TRAVERSABILITY:
+            raise LabelSetError(f"class {self.name!r} has traversability {self.traversability!r}; "
+                                f"accepted: {', '.join(TRAVERSABILITY)}")
+        if not isinstance(self.dynamic, bool):
+            raise LabelSetError(f"class {self.name!r} has dynamic {self.dynamic!r}; accepted: true or false")
         object.__setattr__(self, "id", int(self.id))
         object.__setattr__(self, "color", tuple(int(v) for v in color))
 
@@ -88,6 +100,17 @@ class LabelSet:
                 return c.id
         raise LabelSetError(f"label set {self.name!r} has no class {name!r}; classes: {', '.join(self.names)}")
 
+    def traversability_by_id(self) -> list[str]:
+        """Per id 0..num_classes - 1, the class's traversability ("unknown" for ids without a class)."""
+        table = ["unknown"] * self.num_classes
+        for c in self.classes:
+            table[c.id] = c.traversability
+        return table
+
+    def dynamic_ids(self) -> list[int]:
+        """Ids of the classes flagged dynamic, ascending."""
+        return sorted(c.id for c in self.classes if c.dynamic)
+
     def palette(self) -> np.ndarray:
         """(65536, 3) uint8 lookup table id → colour (read-only); unknown ids and the ignore id are black."""
         return self._palette
@@ -119,7 +142,7 @@ class LabelSet:
         return {
             "name": self.name,
             "ignore_id": self.ignore_id,
-            "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in self.classes],
+            "classes": [_class_dict(c) for c in self.classes],
         }
 
     @classmethod
@@ -136,9 +159,20 @@ class LabelSet:
             size = len(classes) if isinstance(classes, list) else type(classes).__name__
             raise LabelSetError(f"malformed label set: classes is {size}; accepted: a list of 1..{MAX_CLASSES} classes")
         for index, c in enumerate(classes):
-            _check_mapping(c, {"id", "name", "color"}, set(), f"label set class [{index}]")
-        return cls(data["name"], tuple(LabelClass(c["id"], c["name"], c["color"]) for c in classes),
+            _check_mapping(c, {"id", "name", "color"}, {"traversability", "dynamic"}, f"label set class [{index}]")
+        return cls(data["name"], tuple(LabelClass(c["id"], c["name"], c["color"], c.get("traversability", "unknown"),
+                                                  c.get("dynamic", False)) for c in classes),
                    data.get("ignore_id", 255))
+
+
+def _class_dict(c: LabelClass) -> dict[str, Any]:
+    # the optional keys only where they differ from their defaults, so older label sets round-trip as they were
+    out: dict[str, Any] = {"id": c.id, "name": c.name, "color": list(c.color)}
+    if c.traversability != "unknown":
+        out["traversability"] = c.traversability
+    if c.dynamic:
+        out["dynamic"] = True
+    return out
 
 
 def _check_mapping(data: Any, required: set[str], optional: set[str], what: str) -> None:

@@ -113,3 +113,29 @@ def test_label_set_messages_with_too_many_classes_are_refused():
     msg.classes = msg.classes[:1] * 4097
     with pytest.raises(LabelSetError, match=r"has 4097 classes; accepted: 1..4096"):
         msg_to_label_set(msg)
+
+
+def test_traversability_and_dynamic_flags_load_round_trip_and_are_checked(tmp_path, factory):
+    label_set = load_label_set("sim_offroad")
+    table = label_set.traversability_by_id()
+    assert [table[label_set.id_of(n)] for n in ("road", "grass", "tree_trunk", "sky")] == \
+        ["drivable", "rough", "obstacle", "unknown"]
+    assert label_set.dynamic_ids() == [label_set.id_of("vehicle"), label_set.id_of("person")]
+    assert LabelSet.from_dict(label_set.to_dict()) == label_set
+    back = cdr_roundtrip(label_set_to_msg(label_set, factory=factory), "seg_perception/msg/LabelSet")
+    assert msg_to_label_set(back) == label_set
+    # every shipped set says how each class counts for navigation, and flags its people as dynamic
+    for name in available_label_sets():
+        shipped = load_label_set(name)
+        assert all(c.traversability != "unknown" or c.name in ("sky", "other") for c in shipped.classes), name
+        assert shipped.dynamic_ids(), name
+    # optional keys default; unknown values and types are refused, naming what is accepted
+    plain = LabelSet.from_dict({"name": "p", "classes": [{"id": 0, "name": "a", "color": [0, 0, 0]}]})
+    assert plain.classes[0].traversability == "unknown" and plain.classes[0].dynamic is False
+    assert "traversability" not in plain.to_dict()["classes"][0]
+    with pytest.raises(LabelSetError, match="traversability 'lava'; accepted: drivable, rough, obstacle, unknown"):
+        LabelClass(0, "a", (0, 0, 0), "lava")
+    with pytest.raises(LabelSetError, match="dynamic 'yes'; accepted: true or false"):
+        LabelSet.from_dict({"name": "p", "classes": [{"id": 0, "name": "a", "color": [0, 0, 0], "dynamic": "yes"}]})
+    with pytest.raises(LabelSetError, match="unknown \\['cost'\\]"):
+        LabelSet.from_dict({"name": "p", "classes": [{"id": 0, "name": "a", "color": [0, 0, 0], "cost": 5}]})

@@ -177,7 +177,7 @@ def test_unlabelled_non_finite_and_empty_input(backend):
     stats = voxel_map.integrate(points, labels, confidence, stamp_ns=1, origin=np.zeros(3))
     assert len(voxel_map) == 0
     assert stats == {"points": 4, "labelled": 0, "voxels_touched": 0, "voxels_new": 0, "voxels_cleared": 0,
-                     "voxels_evicted": 0}
+                     "voxels_evicted": 0, "dynamic_voxels": 0}
     stats = voxel_map.integrate(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), stamp_ns=2, origin=[0, 0, 0])
     assert stats["points"] == 0 and len(voxel_map) == 0
     stats = voxel_map.integrate(np.full((3, 3), np.nan), np.array([1, 2, 3]), stamp_ns=3)
@@ -471,3 +471,66 @@ def test_bad_input_raises(backend):
     edge = np.array([[-(2**20) * 0.2 + 0.1, (2**20 - 1) * 0.2 + 0.1, 0.0]], np.float32)
     voxel_map.integrate(edge, np.array([1]), stamp_ns=1)
     assert voxel_map.voxels().keys.tolist() == [[-(2**20), 2**20 - 1, 0]]
+
+
+def test_max_voxels_holds_inside_one_integrate(backend):
+    # one scan of 400 k points in 200 k distinct voxels into a map capped at 20 k: the map never grows past
+    # the cap (its storage afterwards is no more than that of a map loaded with its 20 k voxels, and nothing
+    # shrinks it in between: no voxel is removed after the insert), and it keeps the 20 k voxels nearest the
+    # origin, ties by smaller key
+    cap, C = 20_000, 3
+    rng = np.random.default_rng(7)
+    cells = rng.choice(100 * 100 * 100, 200_000, replace=False)
+    ijk = np.stack([cells % 100, (cells // 100) % 100, cells // 10_000], axis=1) - 50
+    points = (np.repeat(ijk, 2, axis=0) + rng.uniform(0.05, 0.95, (400_000, 3))) * 0.2
+    old = SemanticVoxelMap(C, 0.2, max_voxels=cap, backend=backend)
+    old.integrate(np.array([[500.1, 0.1, 0.1]]), np.array([0]), stamp_ns=0)  # an old voxel: evicted first
+    stats = old.integrate(points, rng.integers(0, C, 400_000), stamp_ns=1, origin=np.zeros(3))
+    assert len(old) == cap and stats["voxels_evicted"] == 200_000 + 1 - cap
+    assert stats["voxels_new"] == cap and stats["labelled"] == 2 * cap
+    assert old.memory_bytes() <= SemanticVoxelMap.from_voxels(old.voxels(), backend=backend).memory_bytes()
+    d2 = (((ijk + 0.5) * 0.2) ** 2).sum(axis=1)
+    order = np.lexsort((ijk[:, 2], ijk[:, 1], ijk[:, 0], d2))
+    expected = ijk[order[:cap]]
+    np.testing.assert_array_equal(old.voxels().keys, expected[np.lexsort(expected.T[::-1])])
+
+
+def test_memory_is_given_back_when_the_map_shrinks(backend):
+    voxel_map = SemanticVoxelMap(32, 0.2, radius=30.0, backend=backend)
+    x, y = np.meshgrid(np.arange(200), np.arange(200))
+    points = np.stack([x.ravel() * 0.2 + 0.1, y.ravel() * 0.2 + 0.1, np.full(x.size, 0.1)], axis=1)
+    voxel_map.integrate(points, np.zeros(len(points), np.int64), stamp_ns=1, origin=np.array([20.0, 20.0, 0.0]))
+    assert len(voxel_map) == 40_000
+    full = voxel_map.memory_bytes()
+    # the sensor drives away: radius eviction leaves 10 voxels, and the storage follows them down
+    away = np.array([100.0, 100.0, 0.0])
+    voxel_map.integrate(points[:10] + away, np.zeros(10, np.int64), stamp_ns=2, origin=away)
+    assert len(voxel_map) == 10
+    assert voxel_map.memory_bytes() < full / 8  # the floor: the storage of an empty map
+
+
+def test_dynamic_classes_stay_apart_and_decay(backend):
+    # class 2 is dynamic: a person (2) stands in the voxel above the road (1) for three scans at 10 Hz
+    voxel_map = SemanticVoxelMap(3, 0.2, dynamic_classes=(2,), dynamic_decay_s=0.25, backend=backend)
+    road, person = np.array([[1.1, 0.1, 0.1]]), np.array([[1.1, 0.1, 0.3], [1.1, 0.1, 0.1]])
+    for scan in range(3):
+        stats = voxel_map.integrate(np.vstack([road, person]), np.array([1, 2, 2]), stamp_ns=scan * 100_000_000)
+        assert stats["dynamic_voxels"] == 2 and stats["labelled"] == 1
+    # the static map has the road only, never overwritten by the person's point in the same voxel
+    static = voxel_map.voxels()
+    assert static.keys.tolist() == [[5, 0, 0]] and static.labels.tolist() == [1]
+    dynamic = voxel_map.dynamic_voxels()
+    assert dynamic.keys.tolist() == [[5, 0, 0], [5, 0, 1]] and dynamic.labels.tolist() == [2, 2]
+    assert dynamic.last_seen_ns.tolist() == [200_000_000] * 2
+    # unseen from then on: still there 0.2 s later (<= 0.25 s), gone 0.3 s later
+    voxel_map.integrate(road, np.array([1]), stamp_ns=400_000_000)
+    assert len(voxel_map.dynamic_voxels()) == 2
+    voxel_map.integrate(road, np.array([1]), stamp_ns=500_000_000)
+    assert len(voxel_map.dynamic_voxels()) == 0 and len(voxel_map) == 1
+    # the parameters rebuild the map, dynamic settings included
+    again = SemanticVoxelMap.from_voxels(voxel_map.voxels(), **voxel_map.parameters(), backend=backend)
+    assert again.parameters() == voxel_map.parameters()
+    with pytest.raises(MappingError, match="dynamic_classes .* out of range; accepted: class ids 0..2"):
+        SemanticVoxelMap(3, 0.2, dynamic_classes=(3,), backend=backend)
+    with pytest.raises(MappingError, match="dynamic_decay_s 0 is not usable; accepted: seconds in \\(0, 3600\\]"):
+        SemanticVoxelMap(3, 0.2, dynamic_decay_s=0, backend=backend)

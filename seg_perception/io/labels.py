@@ -13,7 +13,8 @@ from .messages import MessageFactory, RosbagsFactory, make_header
 def label_set_to_msg(label_set: LabelSet, *, stamp_ns: int = 0, factory: MessageFactory | None = None) -> Any:
     """A seg_perception/msg/LabelSet with the classes in id order."""
     factory = factory or RosbagsFactory()
-    classes = [factory.make("seg_perception/msg/LabelClass", id=c.id, name=c.name, color=np.array(c.color, np.uint8))
+    classes = [factory.make("seg_perception/msg/LabelClass", id=c.id, name=c.name, color=np.array(c.color, np.uint8),
+                               traversability=c.traversability, dynamic=c.dynamic)
                for c in sorted(label_set.classes, key=lambda c: c.id)]
     return factory.make("seg_perception/msg/LabelSet", header=make_header(factory, stamp_ns), name=label_set.name,
                         classes=classes, ignore_id=label_set.ignore_id)
@@ -28,6 +29,7 @@ def msg_to_label_set(msg: Any) -> LabelSet:
     """
     if len(msg.classes) > MAX_CLASSES:
         raise LabelSetError(f"label set {msg.name!r} has {len(msg.classes)} classes; accepted: 1..{MAX_CLASSES}")
-    classes = tuple(LabelClass(int(c.id), str(c.name), tuple(int(v) for v in np.asarray(c.color)))  # type: ignore[misc]
+    classes = tuple(LabelClass(int(c.id), str(c.name), tuple(int(v) for v in np.asarray(c.color)),  # type: ignore[misc]
+                               str(c.traversability) or "unknown", bool(c.dynamic))
                     for c in msg.classes)
     return LabelSet(str(msg.name), classes, int(msg.ignore_id))

@@ -9,7 +9,8 @@ on the CPU) and "torch" (sorted keys, on a GPU or the CPU).
 Storage per voxel: one packed int64 key (21 bits per axis), C uint8 quantised log-probabilities
 (q = round(l / log_floor * 255), resolution |log_floor| / 255), int16 fixed-point occupancy
 (1/1024 log-odds), uint16 observations (saturating), int64 last-seen stamp; the numba backend adds
-its int32 hash slots (power-of-two table kept at most three quarters full).
+its int32 hash slots (power-of-two table kept at most three quarters full) and 32 bytes per chunk of 4096
+voxels (the chunk's x-y key box). Dynamic classes live apart (`DynamicLayer`), outside this budget.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .dynamic import DynamicLayer
 from .errors import MappingError
 from .voxels import _KEY_MASK, KEY_BITS, KEY_MAX, KEY_MIN, KEY_OFFSET, VoxelArrays, pack_keys, unpack_keys
 OCCUPANCY_SCALE = 1024         # fixed-point steps per unit of occupancy log-odds (int16: |occupancy| < 32)
@@ -38,10 +40,20 @@ _PI = math.pi
 _HALF_PI = math.pi / 2
 _TWO_PI = 2 * math.pi
 _FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2^64 / phi
+# Hash slots by 4 x 4 x 4 voxel blocks: a block's Fibonacci hash plus the voxel's place in it, so that a scan's
+# neighbouring voxels share cache lines of the table. With a table larger than the cache (a map of millions of
+# voxels) a per-voxel hash made every lookup a cache miss: insert took 1.5x as long at 2 M as at 0.2 M voxels.
+_BLOCK = ~((3 << (2 * KEY_BITS)) | (3 << KEY_BITS) | 3)
+_LOCAL_X, _LOCAL_Y = 2 * KEY_BITS - 4, KEY_BITS - 2  # shifts bringing the low 2 bits of x, y to bits 4-5, 2-3
 _EMPTY = -1
-_EVICTED, _CLEARED = 2, 1
 _INITIAL_VOXELS = 4096
 _INITIAL_SLOTS = 8192
+# Dense slots in chunks of 4096, each with the x-y box of the keys it holds (bounds may only loosen until the
+# next rehash): a scan skips every chunk whose box lies out of its reach, so its cost stays with the voxels
+# near the sensor as the map grows along a drive. Slots fill in insertion order, so a chunk is local.
+_CHUNK_BITS = 12
+_RETIGHTEN_CHUNKS = 8  # chunk boxes rebuilt each scan, round robin: removals loosen them (the last slot moves in)
+_NO_KEY = 1 << KEY_BITS  # a box bound beyond every key field: an empty box
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,8 @@ def _prepare(points, labels, confidence, has_confidence, num_classes, voxel_size
     rows of xyz_out (3, N) float64, each compacted to the front. Returns (labelled count, finite count,
     index of the first finite point beyond the key range or -1)."""
     p_low, p_high = 1.0 / num_classes + 1e-3, 1.0 - 1e-3
+    p = min(max(default_confidence, p_low), p_high)
+    default_weight = np.log(p * (num_classes - 1) / (1.0 - p))  # one log, not one a point, without confidences
     count, finite, bad = 0, 0, -1
     for i in range(points.shape[0]):
         x, y, z = np.float64(points[i, 0]), np.float64(points[i, 1]), np.float64(points[i, 2])
@@ -224,14 +238,17 @@ def _prepare(points, labels, confidence, has_confidence, num_classes, voxel_size
         label = labels[i]
         if label < 0 or label >= num_classes:
             continue
-        p = np.float64(confidence[i]) if has_confidence else default_confidence
-        if not np.isfinite(p):
-            continue
-        p = min(max(p, p_low), p_high)
+        weight = default_weight
+        if has_confidence:
+            p = np.float64(confidence[i])
+            if not np.isfinite(p):
+                continue
+            p = min(max(p, p_low), p_high)
+            weight = np.log(p * (num_classes - 1) / (1.0 - p))
         keys_out[count] = (((np.int64(fx) + KEY_OFFSET) << (2 * KEY_BITS)) | ((np.int64(fy) + KEY_OFFSET) << KEY_BITS)
                            | (np.int64(fz) + KEY_OFFSET))
         labels_out[count] = label
-        weights_out[count] = np.log(p * (num_classes - 1) / (1.0 - p))
+        weights_out[count] = weight
         count += 1
     return count, finite, bad
 
@@ -245,7 +262,11 @@ def _insert(keys, count, start, table, shift, dense_keys, state, dense_capacity,
     n = state[0]
     for i in range(start, count):
         key = keys[i]
-        slot = np.int64((np.uint64(key) * _FIB) >> shift)
+        if i > 0 and key == keys[i - 1]:  # consecutive points of a scan often share a voxel: no probe
+            voxel_index[i] = voxel_index[i - 1]
+            continue
+        slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
+                + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
         while True:
             entry = table[slot]
             if entry == _EMPTY:
@@ -269,15 +290,17 @@ def _rehash(dense_keys, n, table, shift):
     mask = table.shape[0] - 1
     table[:] = _EMPTY
     for d in range(n):
-        slot = np.int64((np.uint64(dense_keys[d]) * _FIB) >> shift)
+        key = dense_keys[d]
+        slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
+                + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
         while table[slot] != _EMPTY:
             slot = (slot + 1) & mask
         table[slot] = d
 
 
 def _fuse(voxel_index, labels, weights, count, n_before, n, log_probs, occupancy, observations, last_seen,
-          stamp, q_step, q_scale, log_floor, exp_q, hit_q, occ_low, occ_high, hit, slot_points, touched, start,
-          grouped_labels, grouped_weights):
+          stamp, q_step, q_scale, log_floor, exp_q, hit_q, occ_low, occ_high, hit, positions, positions_shift,
+          point_position, touched, start, grouped_labels, grouped_weights):
     """One scan's Bayesian update of every voxel its labelled points touched; marks them in `hit`.
     Returns the number of touched voxels.
 
@@ -287,22 +310,42 @@ def _fuse(voxel_index, labels, weights, count, n_before, n, log_probs, occupancy
     sum_rest exp_q[q_c]; the same again for the second normalisation. The per-class loops are branch-free
     (with branches the kernel took 1.5x as long)."""
     num_classes = log_probs.shape[1]
-    # group the points by voxel (counting sort), in scan order within a voxel, and the voxels in slot order
-    # so that their value rows are walked in memory order
-    # (slot_points: n, touched and grouped_*: count, start: count + 1; scratch from the caller)
-    slot_points[:n] = 0
-    for i in range(count):
-        slot_points[voxel_index[i]] += 1
-    start[0] = 0
+    # group the points by voxel, in scan order within a voxel, in time proportional to the scan, not the map
+    # (a counting sort over all n dense slots cost ~1 ns a stored voxel a scan): `positions`, a scratch hash
+    # table of >= 2 count slots (dense index -> the voxel's position in `touched`), numbers the voxels in
+    # order of first hit; then a counting sort over those positions. (point_position, touched, grouped_*:
+    # count, start: count + 1; scratch from the caller.)
+    mask = positions.shape[0] - 1
+    positions[:] = -1
     n_touched = 0
-    for d in range(n):
-        if slot_points[d]:
-            touched[n_touched] = d
-            start[n_touched + 1] = start[n_touched] + slot_points[d]
-            slot_points[d] = n_touched  # from here on: the voxel's position in `touched`
-            n_touched += 1
+    previous, t = -1, 0
     for i in range(count):
-        t = slot_points[voxel_index[i]]
+        d = voxel_index[i]
+        if d == previous:  # a scan's consecutive points often share a voxel: no probe
+            point_position[i] = t
+            start[t + 1] += 1
+            continue
+        previous = d
+        slot = np.int64((np.uint64(d) * _FIB) >> positions_shift)
+        while True:
+            t = positions[slot]
+            if t < 0:
+                t = n_touched
+                positions[slot] = t
+                touched[t] = d
+                start[t + 1] = 0
+                n_touched += 1
+                break
+            if touched[t] == d:
+                break
+            slot = (slot + 1) & mask
+        point_position[i] = t
+        start[t + 1] += 1
+    start[0] = 0
+    for t in range(n_touched):
+        start[t + 1] += start[t]
+    for i in range(count):
+        t = point_position[i]
         grouped_labels[start[t]] = labels[i]
         grouped_weights[start[t]] = weights[i]
         start[t] += 1
@@ -372,15 +415,6 @@ def _fuse(voxel_index, labels, weights, count, n_before, n, log_probs, occupancy
     return n_touched
 
 
-def _centres(dense_keys, n, voxel_size, xyz_out):
-    """Voxel centres of dense slots [0, n) → rows of xyz_out (3, n)."""
-    for d in range(n):
-        key = dense_keys[d]
-        xyz_out[0, d] = (((key >> (2 * KEY_BITS)) - KEY_OFFSET) + 0.5) * voxel_size
-        xyz_out[1, d] = ((((key >> KEY_BITS) & _KEY_MASK) - KEY_OFFSET) + 0.5) * voxel_size
-        xyz_out[2, d] = (((key & _KEY_MASK) - KEY_OFFSET) + 0.5) * voxel_size
-
-
 def _directions(x, y, z, count, ox, oy, oz, azimuth_bins, azimuth_scale, elevation_bins, elevation_scale,
                 cells_out, range2_out):
     """Range-image cell (as float64) and squared range from the origin of points (x, y, z)[:count].
@@ -414,47 +448,120 @@ def _directions(x, y, z, count, ox, oy, oz, azimuth_bins, azimuth_scale, elevati
         cells_out[i] = row * azimuth_bins + column
 
 
-def _free_space(point_cells, point_range2, count, voxel_cells, voxel_range2, centres, n, hit, occupancy,
-                has_origin, image, margin, miss_q, occ_low, remove_q, centre, radius2, flags):
-    """Radius eviction and free-space clearing. With an origin, the range image (minimum range per cell)
-    is built from the scan's points first. Then every voxel farther than radius from `centre` is flagged
-    _EVICTED, and every voxel not hit this scan whose cell has a measurement farther than its own range
-    plus `margin` gets a miss, flagged _CLEARED once its occupancy is at or below remove_q."""
+def _range_image(point_cells, point_range2, count, image):
+    """The scan's minimum range per range-image cell into `image`; returns the largest squared range."""
     farthest2 = 0.0
-    if has_origin:
-        for i in range(count):
-            r2 = point_range2[i]
-            if r2 > 0.0:
-                cell = np.int64(point_cells[i])
-                image[cell] = min(image[cell], np.float32(np.sqrt(r2)))
-                farthest2 = max(farthest2, r2)
-    for d in range(n):
-        if radius2 >= 0.0:
-            ex, ey, ez = centres[0, d] - centre[0], centres[1, d] - centre[1], centres[2, d] - centre[2]
-            if ex * ex + ey * ey + ez * ez > radius2:
-                flags[d] = _EVICTED
+    for i in range(count):
+        r2 = point_range2[i]
+        if r2 > 0.0:
+            cell = np.int64(point_cells[i])
+            image[cell] = min(image[cell], np.float32(np.sqrt(r2)))
+            farthest2 = max(farthest2, r2)
+    return farthest2
+
+
+def _candidates(dense_keys, n, boxes, voxel_size, centre, radius2, origin, has_origin, farthest2, hit, evicted_out,
+                index_out, xyz_out):
+    """The one pass over the stored voxels a scan makes (a key decode and two distances each): lists in
+    evicted_out every voxel farther than radius from `centre` (radius2 < 0: none); with an origin, lists in
+    index_out (and their centres in the rows of xyz_out) the others not hit this scan that lie nearer to it
+    than the scan's farthest point, the only ones a beam can have passed. Chunks whose box is out of reach
+    are skipped whole (all evicted with a radius). Returns (listed in index_out, listed in evicted_out), each
+    list ascending."""
+    # a voxel outside the box of half-size max(radius, farthest range) around the centre (with a voxel's margin)
+    # is neither in reach nor within radius: two integer compares on its key tell, before any float work
+    half = max(np.sqrt(radius2) if radius2 >= 0.0 else 0.0, np.sqrt(farthest2))
+    lo_x = np.int64(np.floor((centre[0] - half) / voxel_size)) - 1 + KEY_OFFSET
+    lo_y = np.int64(np.floor((centre[1] - half) / voxel_size)) - 1 + KEY_OFFSET
+    span = np.uint64(np.int64(np.ceil(2.0 * half / voxel_size)) + 3)
+    m, e = 0, 0
+    for chunk in range((n + (1 << _CHUNK_BITS) - 1) >> _CHUNK_BITS):
+        first, stop = chunk << _CHUNK_BITS, min(n, (chunk + 1) << _CHUNK_BITS)
+        if (boxes[chunk, 2] < lo_x or boxes[chunk, 0] > lo_x + np.int64(span)
+                or boxes[chunk, 3] < lo_y or boxes[chunk, 1] > lo_y + np.int64(span)):
+            if radius2 >= 0.0:
+                for d in range(first, stop):
+                    evicted_out[e] = d
+                    e += 1
+            continue
+        for d in range(first, stop):
+            key = dense_keys[d]
+            if (np.uint64((key >> (2 * KEY_BITS)) - lo_x) > span
+                    or np.uint64(((key >> KEY_BITS) & _KEY_MASK) - lo_y) > span):
+                if radius2 >= 0.0:
+                    evicted_out[e] = d
+                    e += 1
                 continue
-        if not has_origin or hit[d]:
-            continue
-        r2 = voxel_range2[d]
-        # nothing measured beyond the farthest point: no beam can have passed this voxel
-        if r2 == 0.0 or r2 >= farthest2:
-            continue
-        measured = image[np.int64(voxel_cells[d])]
-        if measured != np.inf and np.sqrt(r2) < np.float64(measured) - margin:
+            x = (((key >> (2 * KEY_BITS)) - KEY_OFFSET) + 0.5) * voxel_size
+            y = ((((key >> KEY_BITS) & _KEY_MASK) - KEY_OFFSET) + 0.5) * voxel_size
+            z = (((key & _KEY_MASK) - KEY_OFFSET) + 0.5) * voxel_size
+            if radius2 >= 0.0:
+                ex, ey, ez = x - centre[0], y - centre[1], z - centre[2]
+                if ex * ex + ey * ey + ez * ez > radius2:
+                    evicted_out[e] = d
+                    e += 1
+                    continue
+            if not has_origin or hit[d]:
+                continue
+            dx, dy, dz = x - origin[0], y - origin[1], z - origin[2]
+            r2 = dx * dx + dy * dy + dz * dz
+            if r2 == 0.0 or r2 >= farthest2:
+                continue
+            index_out[m] = d
+            xyz_out[0, m], xyz_out[1, m], xyz_out[2, m] = x, y, z
+            m += 1
+    return m, e
+
+
+def _clear(index, cells, range2, m, image, margin, miss_q, occ_low, remove_q, occupancy, cleared_out):
+    """A miss for each listed voxel whose cell has a measurement farther than its own range plus `margin`;
+    listed in cleared_out (ascending, as `index`) once its occupancy is at or below remove_q. Returns how many."""
+    c = 0
+    for j in range(m):
+        measured = image[np.int64(cells[j])]
+        if measured != np.inf and np.sqrt(range2[j]) < np.float64(measured) - margin:
+            d = index[j]
             o = max(np.int64(occupancy[d]) + miss_q, occ_low)
             occupancy[d] = o
             if o <= remove_q:
-                flags[d] = _CLEARED
+                cleared_out[c] = d
+                c += 1
+    return c
 
 
-def _remove(victims, table, shift, dense_keys, log_probs, occupancy, observations, last_seen, n):
+def _expand_boxes(dense_keys, first, stop, boxes):
+    """Widen the chunk boxes to hold the keys of dense slots [first, stop)."""
+    for d in range(first, stop):
+        key, chunk = dense_keys[d], d >> _CHUNK_BITS
+        x, y = key >> (2 * KEY_BITS), (key >> KEY_BITS) & _KEY_MASK
+        boxes[chunk, 0], boxes[chunk, 1] = min(boxes[chunk, 0], x), min(boxes[chunk, 1], y)
+        boxes[chunk, 2], boxes[chunk, 3] = max(boxes[chunk, 2], x), max(boxes[chunk, 3], y)
+
+
+def _lookup(keys, count, table, shift, dense_keys, voxel_index):
+    """voxel_index[i] = dense slot of keys[i], or -1 where the map has none."""
+    mask = table.shape[0] - 1
+    for i in range(count):
+        key = keys[i]
+        slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
+                + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
+        while True:
+            entry = table[slot]
+            if entry == _EMPTY or dense_keys[entry] == key:
+                voxel_index[i] = entry
+                break
+            slot = (slot + 1) & mask
+
+
+def _remove(victims, table, shift, dense_keys, log_probs, occupancy, observations, last_seen, n, boxes):
     """Remove dense slots `victims` (sorted descending): backward-shift deletion from the table, then the
     last voxel moves into the hole so the dense arrays stay compact. Returns the new count."""
     mask = table.shape[0] - 1
     for v in range(victims.shape[0]):
         d = victims[v]
-        slot = np.int64((np.uint64(dense_keys[d]) * _FIB) >> shift)
+        key = dense_keys[d]
+        slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
+                + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
         while table[slot] != d:
             slot = (slot + 1) & mask
         hole = slot
@@ -464,7 +571,9 @@ def _remove(victims, table, shift, dense_keys, log_probs, occupancy, observation
             entry = table[j]
             if entry == _EMPTY:
                 break
-            home = np.int64((np.uint64(dense_keys[entry]) * _FIB) >> shift)
+            moved = dense_keys[entry]
+            home = (np.int64((np.uint64(moved & _BLOCK) * _FIB) >> shift)
+                    + ((moved >> _LOCAL_X) & 48 | (moved >> _LOCAL_Y) & 12 | moved & 3)) & mask
             # the entry may move back into the hole only if the hole lies on its probe path
             if ((j - home) & mask) >= ((j - hole) & mask):
                 table[hole] = entry
@@ -473,11 +582,15 @@ def _remove(victims, table, shift, dense_keys, log_probs, occupancy, observation
         last = n - 1
         if d != last:
             key = dense_keys[last]
-            slot = np.int64((np.uint64(key) * _FIB) >> shift)
+            slot = (np.int64((np.uint64(key & _BLOCK) * _FIB) >> shift)
+                    + ((key >> _LOCAL_X) & 48 | (key >> _LOCAL_Y) & 12 | key & 3)) & mask
             while table[slot] != last:
                 slot = (slot + 1) & mask
             table[slot] = d
             dense_keys[d] = key
+            chunk, x, y = d >> _CHUNK_BITS, key >> (2 * KEY_BITS), (key >> KEY_BITS) & _KEY_MASK
+            boxes[chunk, 0], boxes[chunk, 1] = min(boxes[chunk, 0], x), min(boxes[chunk, 1], y)
+            boxes[chunk, 2], boxes[chunk, 3] = max(boxes[chunk, 2], x), max(boxes[chunk, 3], y)
             log_probs[d, :] = log_probs[last, :]
             occupancy[d] = occupancy[last]
             observations[d] = observations[last]
@@ -492,8 +605,8 @@ def _numba_kernels() -> SimpleNamespace:
     from numba import njit
 
     return SimpleNamespace(**{fn.__name__.lstrip("_"): njit(cache=True)(fn)
-                              for fn in (_prepare, _insert, _rehash, _fuse, _centres, _directions, _free_space,
-                                         _remove)})
+                              for fn in (_prepare, _insert, _rehash, _fuse, _directions, _range_image, _candidates,
+                                         _clear, _expand_boxes, _lookup, _remove)})
 
 
 class _NumbaStore:
@@ -506,6 +619,7 @@ class _NumbaStore:
         self._p = params
         self._k = _numba_kernels()
         self._n = 0
+        self._retighten = 0
         self._exp_q = np.exp(np.arange(_Q_MAX + 1) * params.q_step)
         self._allocate(_INITIAL_VOXELS)
         self._table = np.full(_INITIAL_SLOTS, _EMPTY, np.int32)
@@ -516,6 +630,23 @@ class _NumbaStore:
         self._occupancy = np.zeros(capacity, np.int16)
         self._observations = np.zeros(capacity, np.uint16)
         self._last_seen = np.zeros(capacity, np.int64)
+        self._boxes = np.empty((0, 4), np.int64)
+        self._resize_boxes()
+
+    def _resize_boxes(self) -> None:
+        """One box per chunk of the dense capacity; new ones empty."""
+        old = self._boxes.shape[0]
+        chunks = -(-self._keys.shape[0] // (1 << _CHUNK_BITS))
+        self._boxes.resize((chunks, 4), refcheck=False)
+        if chunks > old:
+            self._boxes[old:, :2], self._boxes[old:, 2:] = _NO_KEY, -1
+
+    def _rebuild_boxes(self, first_chunk: int = 0, chunks: int | None = None) -> None:
+        """Tight boxes for `chunks` chunks from `first_chunk` (all by default)."""
+        stop_chunk = self._boxes.shape[0] if chunks is None else min(first_chunk + chunks, self._boxes.shape[0])
+        self._boxes[first_chunk:stop_chunk, :2], self._boxes[first_chunk:stop_chunk, 2:] = _NO_KEY, -1
+        self._k.expand_boxes(self._keys, min(first_chunk << _CHUNK_BITS, self._n),
+                             min(stop_chunk << _CHUNK_BITS, self._n), self._boxes)
 
     @property
     def _shift(self) -> np.uint64:
@@ -526,19 +657,23 @@ class _NumbaStore:
         # reallocation (mremap for large blocks) makes that cheap: 0.1-0.3 ms here where copying 200 k voxels
         # took ~4 ms. The arrays are private and no view of them outlives a method call, which is what
         # makes refcheck=False safe.
-        capacity = self._keys.shape[0] + max(self._keys.shape[0] // 32, _INITIAL_VOXELS)
+        # Never past max_voxels: `_make_room` keeps the count within it, so no more is ever needed.
+        capacity = min(self._keys.shape[0] + max(self._keys.shape[0] // 32, _INITIAL_VOXELS),
+                       max(self._p.max_voxels, self._keys.shape[0] + 1))
         for array in (self._keys, self._log_probs, self._occupancy, self._observations, self._last_seen):
             array.resize((capacity,) + array.shape[1:], refcheck=False)
+        self._resize_boxes()
 
     def _grow_table(self, slots: int) -> None:
         self._table = np.empty(slots, np.int32)
         self._k.rehash(self._keys, self._n, self._table, self._shift)
+        self._rebuild_boxes()  # tightens the boxes that removals loosened
 
     def __len__(self) -> int:
         return self._n
 
     def memory_bytes(self) -> int:
-        return sum(a.nbytes for a in (self._table, self._keys, self._log_probs, self._occupancy,
+        return sum(a.nbytes for a in (self._table, self._boxes, self._keys, self._log_probs, self._occupancy,
                                       self._observations, self._last_seen))
 
     def integrate(self, points: np.ndarray, labels: np.ndarray, confidence: np.ndarray | None, stamp_ns: int,
@@ -555,6 +690,13 @@ class _NumbaStore:
                                        p.default_confidence, keys, classes, weights, xyz)
         if bad >= 0:
             raise MappingError(_range_message(points[bad], p.voxel_size))
+        centre = origin if origin is not None else _mean_point(xyz[:, :finite])
+        evicted = 0
+        if self._n + count > p.max_voxels:  # only then can the scan's new voxels overfill the map
+            kept, evicted = self._make_room(keys[:count], centre)
+            if kept is not None:
+                keys, classes, weights = keys[:count][kept], classes[:count][kept], weights[:count][kept]
+                count = keys.shape[0]
 
         n_before = self._n
         voxel_index = np.empty(count, np.int32)
@@ -571,52 +713,105 @@ class _NumbaStore:
             if self._n >= self._table.shape[0] * 3 // 4:
                 self._grow_table(self._table.shape[0] * 2)
         n = self._n
+        k.expand_boxes(self._keys, n_before, n, self._boxes)
+        # a voxel moved into a hole widens its new chunk's box: a few boxes are made tight again every scan
+        used = max(1, -(-n // (1 << _CHUNK_BITS)))
+        self._retighten = self._retighten % used
+        self._rebuild_boxes(self._retighten, _RETIGHTEN_CHUNKS)
+        self._retighten += _RETIGHTEN_CHUNKS
         hit = np.zeros(n, np.bool_)
         occ_low, occ_high = p.occupancy_q
+        positions = np.empty(max(2, 1 << (2 * count).bit_length()), np.int32)
+        positions_shift = np.uint64(64 - (positions.shape[0].bit_length() - 1))
         touched = k.fuse(voxel_index, classes, weights, count, n_before, n, self._log_probs, self._occupancy,
                          self._observations, self._last_seen, np.int64(stamp_ns), p.q_step, p.q_scale, p.log_floor,
-                         self._exp_q, p.hit_q, occ_low, occ_high, hit, np.empty(n, np.int32),
-                         np.empty(count, np.int32), np.empty(count + 1, np.int64),
+                         self._exp_q, p.hit_q, occ_low, occ_high, hit, positions, positions_shift,
+                         np.empty(count, np.int32), np.empty(count, np.int32), np.empty(count + 1, np.int64),
                          np.empty(count, np.int32), np.empty(count, np.float64))
 
-        centre = origin if origin is not None else _mean_point(xyz[:, :finite])
-        cleared = evicted = 0
+        cleared = 0
         radius2 = p.radius * p.radius if p.radius is not None and centre is not None else -1.0
         if origin is not None or radius2 >= 0.0:
-            centres = np.empty((3, n), np.float64)
-            k.centres(self._keys, n, p.voxel_size, centres)
-            point_cells, point_range2 = np.empty(finite), np.empty(finite)
-            voxel_cells, voxel_range2 = np.empty(n), np.empty(n)
+            no_point = np.zeros(3)
+            farthest2 = 0.0
             image = np.empty(0, np.float32)
             if origin is not None:
-                for rows, size, cells, range2 in ((xyz, finite, point_cells, point_range2),
-                                                  (centres, n, voxel_cells, voxel_range2)):
-                    k.directions(rows[0], rows[1], rows[2], size, origin[0], origin[1], origin[2], p.azimuth_bins,
-                                 p.azimuth_scale, p.elevation_bins, p.elevation_scale, cells, range2)
+                point_cells, point_range2 = np.empty(finite), np.empty(finite)
+                k.directions(xyz[0], xyz[1], xyz[2], finite, origin[0], origin[1], origin[2], p.azimuth_bins,
+                             p.azimuth_scale, p.elevation_bins, p.elevation_scale, point_cells, point_range2)
                 image = np.full(p.elevation_bins * p.azimuth_bins, np.inf, np.float32)
-            flags = np.zeros(n, np.int8)
-            k.free_space(point_cells, point_range2, finite, voxel_cells, voxel_range2, centres, n, hit,
-                         self._occupancy, origin is not None, image, p.clear_margin, p.miss_q, occ_low, p.remove_q,
-                         centre if centre is not None else np.zeros(3), radius2, flags)
-            victims = np.flatnonzero(flags)
-            cleared = int(np.count_nonzero(flags == _CLEARED))
-            evicted = victims.size - cleared
-            self._remove(victims)
-        if self._n > p.max_voxels:
-            n = self._n
-            victims = _lru_victims(self._last_seen[:n], _centre_dist2(self._keys[:n], p.voxel_size, centre),
-                                   self._keys[:n], n - p.max_voxels)
-            evicted += victims.size
-            self._remove(np.sort(victims))
+                farthest2 = k.range_image(point_cells, point_range2, finite, image)
+            # n-sized lists, of which only the pages written are ever touched
+            index, centres, gone = np.empty(n, np.int64), np.empty((3, n), np.float64), np.empty(n, np.int64)
+            m, e = k.candidates(self._keys, n, self._boxes, p.voxel_size, centre if centre is not None else no_point,
+                                radius2, origin if origin is not None else no_point, origin is not None, farthest2, hit,
+                                gone, index, centres)
+            cleared_at = np.empty(m, np.int64)
+            if m:
+                cells, range2 = np.empty(m), np.empty(m)
+                k.directions(centres[0], centres[1], centres[2], m, origin[0], origin[1], origin[2], p.azimuth_bins,
+                             p.azimuth_scale, p.elevation_bins, p.elevation_scale, cells, range2)
+                cleared = k.clear(index, cells, range2, m, image, p.clear_margin, p.miss_q, occ_low, p.remove_q,
+                                  self._occupancy, cleared_at)
+            evicted += int(e)
+            self._remove(np.sort(np.concatenate([gone[:e], cleared_at[:cleared]])))
         return {"points": finite, "labelled": count, "voxels_touched": touched, "voxels_new": int(state[0]) - n_before,
                 "voxels_cleared": cleared, "voxels_evicted": evicted}
 
+    def _make_room(self, keys: np.ndarray, centre: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """Evict before inserting, so that the map never holds more than max_voxels, even within a scan.
+
+        The voxels the scan touches all become the newest, so the victims are the least recently seen of the
+        others (`_lru_victims`); when the scan alone touches more than max_voxels, every other voxel goes and
+        of the scan's own voxels the nearest to `centre` are kept (then the smaller key). Returns (mask of the
+        points to fuse, or None for all; voxels evicted, the scan's dropped new ones included)."""
+        p, n = self._p, self._n
+        found = np.empty(keys.shape[0], np.int32)
+        self._k.lookup(keys, keys.shape[0], self._table, self._shift, self._keys, found)
+        new_keys = np.unique(keys[found < 0])
+        if n + new_keys.size <= p.max_voxels:
+            return None, 0
+        touched = np.unique(found[found >= 0])
+        if touched.size + new_keys.size > p.max_voxels:
+            scan_keys = np.concatenate([self._keys[touched], new_keys])
+            order = np.lexsort((scan_keys, _centre_dist2(scan_keys, p.voxel_size, centre)))
+            kept_keys = np.sort(scan_keys[order[:p.max_voxels]])
+            others = np.ones(n, np.bool_)
+            others[touched[np.isin(self._keys[touched], kept_keys, assume_unique=True)]] = False
+            victims = np.flatnonzero(others)
+            dropped = new_keys.size - np.count_nonzero(np.isin(new_keys, kept_keys, assume_unique=True))
+            self._remove(victims)
+            return np.isin(keys, kept_keys), int(victims.size + dropped)
+        others = np.ones(n, np.bool_)
+        others[touched] = False
+        candidates = np.flatnonzero(others)
+        chosen = _lru_victims(self._last_seen[candidates],
+                              _centre_dist2(self._keys[candidates], p.voxel_size, centre), self._keys[candidates],
+                              n + new_keys.size - p.max_voxels)
+        victims = np.sort(candidates[chosen])
+        self._remove(victims)
+        return None, int(victims.size)
+
     def _remove(self, victims: np.ndarray) -> None:
-        """Remove dense slots `victims` (ascending)."""
+        """Remove dense slots `victims` (ascending); give memory back once the map holds under a quarter of it."""
         if victims.size:
             self._n = self._k.remove(np.ascontiguousarray(victims[::-1], np.int64), self._table, self._shift,
                                      self._keys, self._log_probs, self._occupancy, self._observations,
-                                     self._last_seen, self._n)
+                                     self._last_seen, self._n, self._boxes)
+            capacity = self._keys.shape[0]
+            if capacity > _INITIAL_VOXELS and self._n < capacity // 4:
+                for array in (self._keys, self._log_probs, self._occupancy, self._observations, self._last_seen):
+                    array.resize((self._n + max(self._n // 32, _INITIAL_VOXELS),) + array.shape[1:], refcheck=False)
+                self._resize_boxes()
+                self._rebuild_boxes()
+            slots = max(_INITIAL_SLOTS, 1 << (2 * self._n).bit_length())
+            if slots * 2 <= self._table.shape[0]:
+                self._grow_table(slots)
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(packed keys, quantised log-probabilities, fixed-point occupancy), views in slot order (no copy)."""
+        n = self._n
+        return self._keys[:n], self._log_probs[:n], self._occupancy[:n]
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         n = self._n
@@ -739,12 +934,22 @@ class _TorchStore:
         evidence = torch.zeros(U * C, dtype=torch.float64, device=dev).index_add_(0, inverse * C + lab, weights)
         evidence = evidence.view(U, C)
         hits = torch.bincount(inverse, minlength=U)
-
-        position = torch.searchsorted(self._keys, uniq)
-        if M:
-            found = (position < M) & (self._keys[position.clamp_max(M - 1)] == uniq)
+        n_finite = int(finite.sum())
+        if origin is not None:
+            centre_np: np.ndarray | None = origin
         else:
-            found = torch.zeros(U, dtype=torch.bool, device=dev)
+            centre_np = _mean_point(np.ascontiguousarray(points[np.isfinite(points).all(axis=1)].T, np.float64))
+        centre = torch.from_numpy(centre_np).to(dev) if centre_np is not None else None
+
+        evicted = 0
+        position, found = self._find(uniq)
+        if M + int((~found).sum()) > p.max_voxels:
+            kept, evicted = self._make_room(uniq, position, found, centre)
+            if kept is not None:
+                uniq, evidence, hits = uniq[kept], evidence[kept], hits[kept]
+                U = uniq.shape[0]
+            M = self._keys.shape[0]
+            position, found = self._find(uniq)
         old = position[found]
         base = torch.zeros((U, C), dtype=torch.float64, device=dev)
         base[found] = self._log_probs[old].to(torch.float64) * p.q_step
@@ -763,18 +968,12 @@ class _TorchStore:
         self._log_probs[old], self._occupancy[old], self._observations[old] = q[found], occ[found], obs[found]
         self._last_seen[old] = stamp_ns
 
-        n_finite = int(finite.sum())
-        if origin is not None:
-            centre_np: np.ndarray | None = origin
-        else:
-            centre_np = _mean_point(np.ascontiguousarray(points[np.isfinite(points).all(axis=1)].T, np.float64))
-        centre = torch.from_numpy(centre_np).to(dev) if centre_np is not None else None
         remove = torch.zeros(M, dtype=torch.bool, device=dev)
-        evicted = cleared = 0
+        cleared = 0
         centres = self._centres(self._keys)
         if p.radius is not None and centre is not None:
             remove = self._dist2(centres, centre) > p.radius * p.radius
-            evicted = int(remove.sum())
+            evicted += int(remove.sum())
         if origin is not None and M:
             hit = torch.zeros(M, dtype=torch.bool, device=dev)
             hit[old] = True
@@ -808,27 +1007,51 @@ class _TorchStore:
         order = torch.argsort(merged[0])
         self._set_fields(tuple(f[order] for f in merged))
 
-        excess = len(self) - p.max_voxels
-        if excess > 0:
-            victims = self._lru_victims(centre, excess)
-            evicted += excess
-            keep = torch.ones(len(self), dtype=torch.bool, device=dev)
-            keep[victims] = False
-            self._set_fields(tuple(f[keep] for f in self._fields()))
-        return {"points": n_finite, "labelled": int(keys.shape[0]), "voxels_touched": U,
+        return {"points": n_finite, "labelled": int(hits.sum()), "voxels_touched": U,
                 "voxels_new": int(new.sum()), "voxels_cleared": cleared, "voxels_evicted": evicted}
 
-    def _lru_victims(self, centre: Any, excess: int) -> Any:
-        """As `_lru_victims`, in torch: oldest first, then farthest, then larger key."""
-        torch, seen = self._torch, self._last_seen
+    def _find(self, uniq: Any) -> tuple[Any, Any]:
+        """(position of each of the sorted keys `uniq` in the map's keys, whether it is there)."""
+        M = self._keys.shape[0]
+        position = self._torch.searchsorted(self._keys, uniq)
+        if not M:
+            return position, self._torch.zeros(uniq.shape[0], dtype=self._torch.bool, device=self._device)
+        return position, (position < M) & (self._keys[position.clamp_max(M - 1)] == uniq)
+
+    def _make_room(self, uniq: Any, position: Any, found: Any, centre: Any) -> tuple[Any, int]:
+        """As `_NumbaStore._make_room`, in torch: evict before fusing so that the map never exceeds max_voxels."""
+        torch, p, M = self._torch, self._p, self._keys.shape[0]
+        others = torch.ones(M, dtype=torch.bool, device=self._device)
+        others[position[found]] = False
+        if uniq.shape[0] > p.max_voxels:
+            dist2 = (self._dist2(self._centres(uniq), centre) if centre is not None
+                     else torch.zeros(uniq.shape[0], dtype=torch.float64, device=self._device))
+            kept = torch.zeros(uniq.shape[0], dtype=torch.bool, device=self._device)
+            kept[torch.argsort(dist2, stable=True)[:p.max_voxels]] = True  # uniq is sorted: ties keep key order
+            others[position[found & ~kept]] = True
+            dropped = int((~found & ~kept).sum())
+            self._set_fields(tuple(f[~others] for f in self._fields()))
+            return kept, int(others.sum()) + dropped
+        victims = self._lru_victims(centre, M + int((~found).sum()) - p.max_voxels, torch.nonzero(others).flatten())
+        keep = torch.ones(M, dtype=torch.bool, device=self._device)
+        keep[victims] = False
+        self._set_fields(tuple(f[keep] for f in self._fields()))
+        return None, int(victims.shape[0])
+
+    def _lru_victims(self, centre: Any, excess: int, candidates: Any) -> Any:
+        """As `_lru_victims`, in torch, among `candidates`: oldest first, then farthest, then larger key."""
+        torch, seen = self._torch, self._last_seen[candidates]
         threshold = torch.kthvalue(seen, excess).values
-        older = torch.nonzero(seen < threshold).flatten()
-        tied = torch.nonzero(seen == threshold).flatten()
+        older = candidates[seen < threshold]
+        tied = candidates[seen == threshold]
         dist2 = (self._dist2(self._centres(self._keys[tied]), centre) if centre is not None
                  else torch.zeros(tied.shape[0], dtype=torch.float64, device=seen.device))
         by_key = torch.argsort(self._keys[tied], descending=True, stable=True)
         by_distance = torch.argsort(dist2[by_key], descending=True, stable=True)
         return torch.cat([older, tied[by_key[by_distance]][:excess - older.shape[0]]])
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._keys.cpu().numpy(), self._log_probs.cpu().numpy(), self._occupancy.cpu().numpy()
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self._keys.cpu().numpy(), self._log_probs.cpu().numpy(), self._occupancy.cpu().numpy(),
@@ -889,15 +1112,20 @@ class SemanticVoxelMap:
 
     Memory is bounded: with `radius` set, voxels farther than radius from the origin (or the scan's mean
     point without one) are evicted; past `max_voxels` the least recently seen go first, the farthest of
-    equally recent ones first.
+    equally recent ones first. The cap holds within a scan: room is made before the scan's voxels are
+    inserted (if the scan alone has more, its nearest are kept). Storage is given back when the map falls
+    under a quarter of it. Per voxel: see `bytes_per_voxel` (<= 64 bytes for 32 classes); the dynamic layer
+    (`dynamic_classes`) adds 17 bytes per dynamic voxel seen within dynamic_decay_s, nothing to static ones.
+
+    Dynamic classes (people, vehicles): see `DynamicLayer`; `dynamic_voxels()` returns them.
     """
 
     def __init__(self, num_classes: int, voxel_size: float = 0.2, *, max_voxels: int = 2_000_000,
                  radius: float | None = None, log_floor: float = -7.0, default_confidence: float = 0.8,
                  hit_log_odds: float = 0.85, miss_log_odds: float = -0.5,
                  occupancy_limits: tuple[float, float] = (-2.0, 3.5), remove_below: float = -1.0,
-                 azimuth_bins: int = 2048, elevation_step_deg: float = 0.5, backend: str = "numba",
-                 device: str = "cpu") -> None:
+                 azimuth_bins: int = 2048, elevation_step_deg: float = 0.5, dynamic_classes: tuple[int, ...] = (),
+                 dynamic_decay_s: float = 2.0, backend: str = "numba", device: str = "cpu") -> None:
         """Args:
             num_classes: C, 2..255.
             voxel_size: edge length, metres, 0.02..2.0.
@@ -910,6 +1138,9 @@ class SemanticVoxelMap:
             remove_below: occupancy at or below which a passed-through voxel is removed, in [lower, 0).
             azimuth_bins: range-image columns over 360 degrees.
             elevation_step_deg: range-image row height.
+            dynamic_classes: ids of classes that move (LabelSet.dynamic_ids()): their points are kept apart from
+                the static map (see `DynamicLayer`) and shown only while seen.
+            dynamic_decay_s: seconds after which an unseen dynamic voxel is forgotten, in (0, 3600].
             backend: "numba" (CPU hash table) or "torch" (sorted tensors).
             device: "cpu" for numba; "cpu", "cuda" or "cuda:N" for torch.
 
@@ -919,6 +1150,7 @@ class SemanticVoxelMap:
         self._p = _make_params(num_classes, voxel_size, max_voxels, radius, log_floor, default_confidence,
                                hit_log_odds, miss_log_odds, occupancy_limits, remove_below, azimuth_bins,
                                elevation_step_deg)
+        self._dynamic = DynamicLayer(self._p.num_classes, dynamic_classes, dynamic_decay_s)
         if backend not in _STORES:
             raise MappingError(f"backend {backend!r} is not known; accepted: {', '.join(_STORES)}")
         self._store: _NumbaStore | _TorchStore = _STORES[backend](self._p, device)
@@ -944,12 +1176,12 @@ class SemanticVoxelMap:
         `from_voxels(voxels(), **parameters())` rebuilds it."""
         parameters = asdict(self._p)
         del parameters["num_classes"], parameters["voxel_size"]
-        return parameters
+        return {**parameters, "dynamic_classes": self._dynamic.classes, "dynamic_decay_s": self._dynamic.decay_s}
 
     def memory_bytes(self) -> int:
         """Bytes allocated for the map's contents: value arrays at their capacity plus hash slots
         (per-scan scratch such as the range image not included)."""
-        return self._store.memory_bytes()
+        return self._store.memory_bytes() + self._dynamic.memory_bytes()
 
     def bytes_per_voxel(self) -> float:
         """memory_bytes() / max(len, 1).
@@ -978,7 +1210,7 @@ class SemanticVoxelMap:
 
         Returns:
             {"points": finite points, "labelled": labelled finite points fused, "voxels_touched",
-            "voxels_new", "voxels_cleared", "voxels_evicted"}.
+            "voxels_new", "voxels_cleared", "voxels_evicted", "dynamic_voxels" (seen within dynamic_decay_s)}.
 
         Raises:
             MappingError: wrong shapes or dtypes, a non-integer stamp, a non-finite origin, or a finite
@@ -1011,10 +1243,30 @@ class SemanticVoxelMap:
             where = np.asarray(origin, dtype=np.float64).reshape(-1)
             if where.shape != (3,) or not np.isfinite(where).all():
                 raise MappingError(f"origin {origin!r} is not usable; accepted: None or 3 finite numbers (map frame)")
-        return self._store.integrate(pts, lab, conf, int(stamp_ns), where)
+        dynamic = self._dynamic.mask(lab) if self._dynamic.classes else None
+        static = np.where(dynamic, -1, lab) if dynamic is not None else lab  # still measurements for clearing
+        stats = self._store.integrate(pts, static, conf, int(stamp_ns), where)
+        if dynamic is not None:
+            keep = dynamic & np.isfinite(pts).all(axis=1)  # the store has checked the key range
+            if conf is not None:
+                keep &= np.isfinite(conf)
+            self._dynamic.update(pts[keep].astype(np.float64), lab[keep], self._p.voxel_size, int(stamp_ns))
+        return {**stats, "dynamic_voxels": len(self._dynamic)}
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The static map as stored, for fast readers (the costmap): (M,) packed int64 keys, (M, C) uint8
+        quantised log-probabilities (q * log_floor / 255; the smallest q is the most probable class) and (M,)
+        int16 occupancy log-odds * OCCUPANCY_SCALE, in storage order. Views: read them before the next
+        integrate."""
+        return self._store.contents()
+
+    def dynamic_voxels(self) -> VoxelArrays:
+        """The voxels of dynamic classes seen within dynamic_decay_s of the last scan, sorted by key (their
+        class at full confidence); not part of `voxels()`, the static map."""
+        return self._dynamic.voxels(self._p.voxel_size, self._p.log_floor, self._p.hit_log_odds)
 
     def voxels(self) -> VoxelArrays:
-        """The map's contents, sorted by key, log-probabilities dequantised (q * log_floor / 255)."""
+        """The static map's contents, sorted by key, log-probabilities dequantised (q * log_floor / 255)."""
         keys, q, occupancy, observations, last_seen = self._store.arrays()
         return VoxelArrays(
             voxel_size=self._p.voxel_size,
