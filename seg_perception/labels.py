@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +204,19 @@ def load_label_set(name_or_path: str | Path) -> LabelSet:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise LabelSetError(f"cannot read label set {path}: {exc}") from None
     return LabelSet.from_dict(data)
+
+
+def with_shipped_semantics(label_set: LabelSet) -> LabelSet:
+    """`label_set` with the traversability and dynamic flags of the shipped label set of the same name and
+    classes, when it carries none (checkpoints saved before label sets had them); else unchanged."""
+    if any(c.traversability != "unknown" or c.dynamic for c in label_set.classes):
+        return label_set
+    try:
+        shipped = load_label_set(label_set.name)
+    except (LabelSetError, OSError):
+        return label_set
+    if [(c.id, c.name) for c in shipped.classes] != [(c.id, c.name) for c in label_set.classes]:
+        return label_set
+    classes = tuple(replace(c, traversability=s.traversability, dynamic=s.dynamic)
+                    for c, s in zip(label_set.classes, shipped.classes))
+    return replace(label_set, classes=classes)

@@ -365,6 +365,11 @@ def test_output_bags_open_right_in_players(bag, config, tmp_path):
                 frontier.append(b)
     assert camera_frame in reached, (cloud_frame, camera_frame, edges)
     assert all(info.latency_ms > 0 for info in by_topic["/seg_perception/info"])
+    # navigation outputs in the map frame, stamped with their frame: a costmap around base_link, markers
+    costmap, markers = by_topic["/seg_perception/costmap"][-1], by_topic["/seg_perception/voxel_markers"][-1]
+    assert costmap.header.frame_id == cloud_frame and costmap.info.width * costmap.info.height == len(costmap.data)
+    assert {v for v in costmap.data} >= {-1} and max(costmap.data) > 0  # unknown space and known cells
+    assert markers.markers and all(m.header.frame_id == cloud_frame for m in markers.markers)
     layout = json.loads((Path(__file__).resolve().parents[1] / "config" / "foxglove" / "replay_output.json").read_text())
     shown = set(re.findall(r'"(/[a-z_/]+?)(?:\.[a-z_]+)?"', json.dumps(layout)))
     assert shown and shown <= set(by_topic), shown - set(by_topic)  # the Foxglove layout shows what replay writes

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seg_perception.labels import LabelSet
+from seg_perception.labels import LabelSet, with_shipped_semantics
 from seg_perception.models import Checkpoint, ModelConfig, ModelError, SHIPPED, load_checkpoint, read_metadata, shipped_weights
 
 from .cache import ArtifactCache, file_sha256
@@ -101,7 +101,7 @@ class ModelSource:
         """The label set of the model's own outputs."""
         if self.card is not None:
             return self.card.labels()
-        return LabelSet.from_dict(self.document["label_set"])
+        return with_shipped_semantics(LabelSet.from_dict(self.document["label_set"]))
 
     @property
     def model_id(self) -> str:

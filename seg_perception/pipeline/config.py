@@ -33,6 +33,11 @@ class MappingConfig:
     voxel_size: float = 0.2
     radius: float | None = 60.0
     max_voxels: int = 2_000_000
+    dynamic_decay_s: float = 2.0  # a voxel of a dynamic class (label set) is forgotten this long after last seen
+    base_frame: str = "base_link"  # the robot frame the costmap's window and height band follow
+    costmap_resolution: float = 0.2  # m a cell
+    costmap_size_m: float = 40.0  # window edge around the robot
+    costmap_height_band: tuple[float, float] = (-1.0, 2.0)  # m relative to the base: voxels that count
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class PipelineConfig:
         if "mapping" in values:
             _check_keys(values["mapping"], {f.name for f in fields(MappingConfig)}, f"{where}: mapping")
             _check_types(MappingConfig, values["mapping"], f"{where}: mapping")
-            values["mapping"] = MappingConfig(**values["mapping"])
+            values["mapping"] = MappingConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                 for k, v in values["mapping"].items()})
         if "static_transforms" in values:
             if not isinstance(values["static_transforms"], (list, type(None))):
                 raise ConfigError(f"{where}: static_transforms is {values['static_transforms']!r}; accepted: a list "
@@ -177,6 +183,8 @@ def _check_types(cls: type, data: dict[str, Any], where: str, skip: tuple[str, .
 
 
 def _fits(value: Any, hint: str) -> bool:
+    if hint.startswith("tuple[float"):
+        return _numbers(value, hint.count("float"))
     if hint.startswith("dict[str, "):
         inner = hint[len("dict[str, "):-1]
         return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, inner) for k, v in value.items())
@@ -195,6 +203,8 @@ def _fits(value: Any, hint: str) -> bool:
 
 
 def _describe(hint: str) -> str:
+    if hint.startswith("tuple[float"):
+        return f"a list of {hint.count('float')} finite numbers"
     if hint.startswith("dict[str, "):
         return f"a mapping of names to {_describe(hint[len('dict[str, '):-1])}"
     return " or ".join("null" if option.strip() == "None" else _ACCEPTED[option.strip()] for option in hint.split("|"))

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from seg_perception.io import MessageFactory, RosbagsFactory, array_to_image, make_header
+from seg_perception.mapping import class_costs, costmap_to_msg, traversability_costmap, voxels_to_markers
 
 OVERLAY_ALPHA = 0.5
 
@@ -60,3 +61,28 @@ def info_message(segmenter: Any, segmentation: Any, timing: dict[str, float], *,
         refined_fraction=float(segmentation.refined.mean()),
         mean_confidence=float(segmentation.confidence.mean()) if segmentation.confidence is not None else float("nan"),
         stages=stages, latency_ms=float(latency_ms), frames_dropped=int(frames_dropped))
+
+
+NAVIGATION_OUTPUTS = ("costmap", "voxel_markers")
+
+
+def navigation_messages(semantic_map: Any, label_set: Any, mapping: Any, robot_xyz: np.ndarray, *, stamp_ns: int,
+                        wanted: tuple[str, ...] = NAVIGATION_OUTPUTS,
+                        factory: MessageFactory | None = None) -> dict[str, Any]:
+    """The map around the robot for planners and viewers: "costmap" (nav_msgs/OccupancyGrid, the rolling
+    traversability window of `mapping`'s settings, a `MappingConfig`) and "voxel_markers"
+    (visualization_msgs/MarkerArray, cubes by class, coarser with distance, and a legend), those `wanted`.
+    Reads the live map: call it where the map is not being fused into."""
+    factory = factory or RosbagsFactory()
+    frame = mapping.map_frame
+    messages = {}
+    if "costmap" in wanted:
+        grid = traversability_costmap(semantic_map, class_costs(label_set), robot_xyz=robot_xyz,
+                                      resolution=max(mapping.costmap_resolution, semantic_map.voxel_size),
+                                      size=(mapping.costmap_size_m, mapping.costmap_size_m),
+                                      height_band=mapping.costmap_height_band, stamp_ns=stamp_ns, frame_id=frame)
+        messages["costmap"] = costmap_to_msg(grid, factory=factory)
+    if "voxel_markers" in wanted:
+        messages["voxel_markers"] = voxels_to_markers(semantic_map.voxels(), label_set, robot_xyz=robot_xyz,
+                                                      stamp_ns=stamp_ns, frame_id=frame, factory=factory)
+    return messages

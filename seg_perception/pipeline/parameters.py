@@ -126,6 +126,15 @@ MAPPING: tuple[Parameter, ...] = (
               low=0.0, high=10_000.0),
     Parameter("max_voxels", "integer", 2_000_000, "voxel budget; the oldest voxels go first", low=1_000,
               high=100_000_000),
+    Parameter("dynamic_decay_s", "double", 2.0, "a voxel of a dynamic class (person, vehicle: the label set's "
+              "dynamic flag) is forgotten this long after it was last seen (s)", low=0.01, high=3600.0),
+    Parameter("base_frame", "string", "base_link", "the robot frame the costmap's window and height band follow"),
+    Parameter("costmap_resolution", "double", 0.2, "~/costmap cell edge (m)", low=0.02, high=10.0),
+    Parameter("costmap_size_m", "double", 40.0, "~/costmap window edge around the robot (m)", low=1.0, high=1000.0),
+    Parameter("costmap_min_height", "double", -1.0, "voxels below this, relative to base_frame, do not count (m)",
+              low=-100.0, high=100.0),
+    Parameter("costmap_max_height", "double", 2.0, "voxels above this, relative to base_frame (overhanging "
+              "branches), do not count (m)", low=-100.0, high=100.0),
     Parameter("labels_slop_ms", "double", 60.0, "how far a label image's stamp may be from the cloud's",
               low=0.0, high=1000.0),
     Parameter("tf_timeout_s", "double", 0.2, "how long to wait for late TF before skipping a cloud",
@@ -236,6 +245,10 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     if values.get("mapping"):
         topics["lidar"] = values["cloud_topic"]
         mapping = MappingConfig(enabled=True, map_frame=values["map_frame"], voxel_size=values["voxel_size"],
+                                dynamic_decay_s=values["dynamic_decay_s"], base_frame=values["base_frame"],
+                                costmap_resolution=values["costmap_resolution"],
+                                costmap_size_m=values["costmap_size_m"],
+                                costmap_height_band=(values["costmap_min_height"], values["costmap_max_height"]),
                                 radius=values["radius"] or None, max_voxels=values["max_voxels"])
     else:
         topics["lidar"] = None

@@ -21,8 +21,9 @@ import numpy as np
 
 from seg_perception.evaluation import SCENARIO, EvaluationError, EvaluationReport
 from seg_perception.io import (BagError, BagMessage, BagReader, BagWriter, CameraModel, ConversionError,
-                               RosbagsFactory, TransformBuffer, array_to_compressed, camera_info_from_model,
-                               camera_model_from_yaml, make_header, matrix_to_transform_stamped, stamp_to_ns)
+                               RosbagsFactory, TransformBuffer, TransformError, array_to_compressed,
+                               camera_info_from_model, camera_model_from_yaml, make_header,
+                               matrix_to_transform_stamped, stamp_to_ns)
 from seg_perception.io.labels import label_set_to_msg
 from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
 from seg_perception.labels import LabelSet
@@ -33,7 +34,7 @@ from .config import ConfigError, PipelineConfig
 from .label_folder import LabelFolder
 from .decode import MessageDecoder
 from . import worst_frames
-from .outputs import image_messages, info_message
+from .outputs import image_messages, info_message, navigation_messages
 from .perception import FrameResult, Perception, transforms_needed_until
 from .schedulers import LiveScheduler, ReplayScheduler
 from .stages import SerialWorker, prefetch
@@ -93,7 +94,9 @@ def replay_bag(bag: str | Path, config: PipelineConfig, out_dir: str | Path, opt
         semantic_map = None
         if config.mapping.enabled and "lidar" in roles.values():
             semantic_map = SemanticVoxelMap(label_set.num_classes, config.mapping.voxel_size,
-                                            radius=config.mapping.radius, max_voxels=config.mapping.max_voxels)
+                                            radius=config.mapping.radius, max_voxels=config.mapping.max_voxels,
+                                            dynamic_classes=label_set.dynamic_ids(),
+                                            dynamic_decay_s=config.mapping.dynamic_decay_s)
         transforms = TransformBuffer(cache_duration_ns=60_000_000_000)
         for static in config.static_transforms:  # the bag's /tf_static, if any, adds to these
             transforms.set_transform(static.matrix(), static.parent, static.child, static=True)
@@ -312,11 +315,26 @@ class _Run:
         self.frames += 1
         semantic_map = self.perception.semantic_map
         latency_ms = (time.monotonic_ns() - frame.received_ns) / 1e6
-        voxels = semantic_map.voxels() if semantic_map is not None and index % MAP_EVERY_FRAMES == 0 else None
-        self.sink.submit(self._finish, frame.bundle, result, index, frame.camera, latency_ms, voxels)
+        voxels, navigation = None, {}
+        if semantic_map is not None and index % MAP_EVERY_FRAMES == 0:  # here: fusion is not running meanwhile
+            voxels = semantic_map.voxels()
+            if self.writer is not None:
+                navigation = self._navigation(frame.bundle.stamp_ns)
+        self.sink.submit(self._finish, frame.bundle, result, index, frame.camera, latency_ms, voxels, navigation)
+
+    def _navigation(self, stamp_ns: int) -> dict[str, Any]:
+        """The costmap and markers around the robot at `stamp_ns`; none when its pose is not known."""
+        mapping = self.config.mapping
+        try:
+            robot = self.perception.transforms.lookup(mapping.map_frame, mapping.base_frame, stamp_ns)[:3, 3]
+        except TransformError:
+            self.sink.submit(self.report.count_skipped, f"no {mapping.base_frame} pose for the costmap")
+            return {}
+        return navigation_messages(self.perception.semantic_map, self.segmenter.label_set, mapping, robot,
+                                   stamp_ns=stamp_ns)
 
     def _finish(self, bundle: FrameBundle, result: FrameResult, index: int, camera: CameraModel | None,
-                latency_ms: float, voxels: VoxelArrays | None) -> None:
+                latency_ms: float, voxels: VoxelArrays | None, navigation: dict[str, Any]) -> None:
         """On the writer thread: count, score and record one frame."""
         self.report.count_frame(result.timing)
         for note in result.notes:
@@ -346,6 +364,8 @@ class _Run:
         self._score_points(result, bundle.extras.get("lidar_labels"))
         if self.writer is not None:
             self._write(bundle, result, color, camera, latency_ms, voxels)
+            for name, msg in navigation.items():
+                self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, bundle.stamp_ns)
 
     def _score_points(self, result: FrameResult, truth: np.ndarray | None) -> None:
         """Single-scan LiDAR point accuracy, and the points' true classes for scoring the final map."""
@@ -413,6 +433,8 @@ class _Run:
             if self.writer is not None:
                 if voxels is not None and self.frames:
                     self._write_map(voxels, self.last_stamp)
+                    for name, msg in self._navigation(self.last_stamp).items():  # the final map's, too
+                        self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, self.last_stamp)
                 self.writer.__exit__(None, None, None)
 
 
