@@ -501,3 +501,30 @@ def test_a_damaged_map_file_is_refused_by_load_map_and_the_node_maps_on(ros, dri
         assert harness.spin_until(lambda: harness.node.counts["fused"] == 1, 10.0), harness.node.counts
     finally:
         harness.close()
+
+
+def test_costmap_and_markers_arrive_in_the_map_frame_with_the_maps_stamp(harness, drive):
+    """Nav2 and RViz outputs: a nav_msgs/OccupancyGrid around base_link and a MarkerArray, stamped with the
+    newest fused labels, in map_frame; the grid's cells are costs 0..100 or -1."""
+    from nav_msgs.msg import OccupancyGrid
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import MarkerArray
+
+    grids, markers = [], []
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    harness.probe.create_subscription(OccupancyGrid, f"{NODE}/costmap", grids.append, qos)
+    harness.probe.create_subscription(MarkerArray, f"{NODE}/voxel_markers", markers.append, qos)
+    for k in range(2):
+        harness.frame(k)
+    assert harness.spin_until(lambda: harness.node.counts["fused"] == 2, 20.0)
+    stamp = harness.node.stamp_ns
+    assert harness.spin_until(lambda: any(stamp_to_ns(g.header.stamp) == stamp for g in grids)
+                              and any(m.markers and stamp_to_ns(m.markers[-1].header.stamp) == stamp
+                                      for m in markers), 10.0)
+    grid = next(g for g in grids if stamp_to_ns(g.header.stamp) == stamp)
+    assert grid.header.frame_id == "map" and grid.info.width * grid.info.height == len(grid.data)
+    assert abs(grid.info.resolution - 0.2) < 1e-6
+    cells = np.asarray(grid.data)
+    assert ((cells == -1) | ((cells >= 0) & (cells <= 100))).all() and (cells >= 0).any()
+    shown = next(m for m in markers if m.markers and stamp_to_ns(m.markers[-1].header.stamp) == stamp)
+    assert {m.header.frame_id for m in shown.markers} == {"map"}

@@ -244,12 +244,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     mapping = MappingConfig(enabled=False)
     if values.get("mapping"):
         topics["lidar"] = values["cloud_topic"]
-        mapping = MappingConfig(enabled=True, map_frame=values["map_frame"], voxel_size=values["voxel_size"],
-                                dynamic_decay_s=values["dynamic_decay_s"], base_frame=values["base_frame"],
-                                costmap_resolution=values["costmap_resolution"],
-                                costmap_size_m=values["costmap_size_m"],
-                                costmap_height_band=(values["costmap_min_height"], values["costmap_max_height"]),
-                                radius=values["radius"] or None, max_voxels=values["max_voxels"])
+        mapping = mapping_config(values)
     else:
         topics["lidar"] = None
     base = PipelineConfig()
@@ -258,6 +253,15 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
                    precision=values["precision"], threads=values["threads"], topics=topics,
                    slop_ms={**base.slop_ms, "thermal": values["thermal_slop_ms"]}, wait_ms=values["partner_wait_ms"],
                    events_window_ms=values["events_window_ms"], mapping=mapping)
+
+
+def mapping_config(values: dict[str, Any]) -> MappingConfig:
+    """The map and navigation settings of a node's checked parameter values (`MAPPING`'s names)."""
+    return MappingConfig(enabled=True, map_frame=values["map_frame"], voxel_size=values["voxel_size"],
+                         radius=values["radius"] or None, max_voxels=values["max_voxels"],
+                         dynamic_decay_s=values["dynamic_decay_s"], base_frame=values["base_frame"],
+                         costmap_resolution=values["costmap_resolution"], costmap_size_m=values["costmap_size_m"],
+                         costmap_height_band=(values["costmap_min_height"], values["costmap_max_height"]))
 
 
 def markdown_table(table: tuple[Parameter, ...]) -> str:

@@ -13,6 +13,8 @@ Publications (each only while someone subscribes, every 1 / `publish_rate_hz` s,
 stamped with the newest fused frame):
     ~/voxel_cloud      sensor_msgs/PointCloud2: voxel centres with rgb, label and confidence
     ~/voxel_map        seg_perception/SemanticVoxelMap
+    ~/costmap          nav_msgs/OccupancyGrid: traversability around base_frame (0..100, -1 unknown), for Nav2
+    ~/voxel_markers    visualization_msgs/MarkerArray: cubes by class, coarser with distance, and a legend
 Parameters: `seg_perception.pipeline.parameters.PERCEPTION`; `publish_rate_hz` changes live too.
 
 A frame with a sweep waits, up to `tf_timeout_s` and `max_pending_clouds` frames, until the transforms
@@ -25,13 +27,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from nav_msgs.msg import OccupancyGrid
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from seg_perception.io import TransformError
 from seg_perception.mapping import MappingError, SemanticVoxelMap, load_map, save_map, voxels_to_cloud, voxels_to_msg
 from seg_perception.msg import SemanticVoxelMap as SemanticVoxelMapMsg
 from seg_perception.pipeline import FrameBundle, Perception, transforms_needed_until
+from seg_perception.pipeline.outputs import NAVIGATION_OUTPUTS, navigation_messages
 from seg_perception.pipeline.parameters import PERCEPTION
 
 from .messages import RclpyFactory
@@ -68,7 +73,9 @@ class PerceptionNode(SegmentationNode):
             self.get_logger().info(f"map of {len(semantic_map)} voxels loaded from {self.values['load_path']}")
         elif self.values["mapping"]:
             semantic_map = SemanticVoxelMap(segmenter.label_set.num_classes, mapping.voxel_size, radius=mapping.radius,
-                                            max_voxels=mapping.max_voxels)
+                                            max_voxels=mapping.max_voxels,
+                                            dynamic_classes=segmenter.label_set.dynamic_ids(),
+                                            dynamic_decay_s=mapping.dynamic_decay_s)
         self._evicted = 0
         return Perception(segmenter, self.transforms, semantic_map=semantic_map, map_frame=mapping.map_frame)
 
@@ -108,7 +115,9 @@ class PerceptionNode(SegmentationNode):
         with self._map_lock:
             self._map_outputs = {
                 "voxel_cloud": self.create_publisher(PointCloud2, "~/voxel_cloud", OUTPUT_QOS_DEPTH),
-                "voxel_map": self.create_publisher(SemanticVoxelMapMsg, "~/voxel_map", OUTPUT_QOS_DEPTH)}
+                "voxel_map": self.create_publisher(SemanticVoxelMapMsg, "~/voxel_map", OUTPUT_QOS_DEPTH),
+                "costmap": self.create_publisher(OccupancyGrid, "~/costmap", OUTPUT_QOS_DEPTH),
+                "voxel_markers": self.create_publisher(MarkerArray, "~/voxel_markers", OUTPUT_QOS_DEPTH)}
             # A group of its own: a map snapshot waits for the frame in progress without holding up the intake.
             self._map_timer = self.create_timer(1.0 / self.values["publish_rate_hz"], self._publish_map,
                                                 callback_group=MutuallyExclusiveCallbackGroup(), clock=self._steady)
@@ -127,8 +136,12 @@ class PerceptionNode(SegmentationNode):
             perception = self.perception
             if not wanted or perception is None:
                 return
-            with self._lock:
+            navigation = tuple(name for name in wanted if name in NAVIGATION_OUTPUTS)
+            with self._lock:  # no fusion meanwhile: the map is read whole
                 voxels = perception.semantic_map.voxels()
+                messages = self._navigation(perception, navigation, voxels) if navigation and len(voxels) else {}
+            for name, msg in messages.items():
+                self._map_outputs[name].publish(msg)
             if not len(voxels):
                 return
             stamp, frame_id = int(voxels.last_seen_ns.max()), perception.map_frame
@@ -140,6 +153,18 @@ class PerceptionNode(SegmentationNode):
                 self._map_outputs["voxel_map"].publish(voxels_to_msg(
                     voxels, label_set_name=label_set.name, stamp_ns=stamp, frame_id=frame_id, radius=mapping.radius,
                     max_voxels=mapping.max_voxels, evicted_total=self._evicted, factory=factory))
+
+    def _navigation(self, perception: Perception, wanted: tuple[str, ...], voxels: Any) -> dict[str, Any]:
+        """The costmap and markers around base_frame; none (counted, at WARN) while its pose is not known."""
+        mapping = self.config.mapping
+        try:
+            robot = self.transforms.lookup(mapping.map_frame, mapping.base_frame, 0)[:3, 3]
+        except TransformError as exc:
+            self._notes[f"no costmap: no {mapping.base_frame} pose"] += 1
+            self.get_logger().warning(f"no costmap: {exc}", throttle_duration_sec=5.0)
+            return {}
+        return navigation_messages(perception.semantic_map, perception.segmenter.label_set, mapping, robot,
+                                   stamp_ns=int(voxels.last_seen_ns.max()), wanted=wanted, factory=RclpyFactory())
 
     def _after_frame(self, result: Any) -> None:
         if result.map_stats:

@@ -19,6 +19,8 @@ Subscriptions (relative names, remap freely; sensor QoS from qos_reliability / q
 Publications (reliable); the map at publish_rate_hz while someone subscribes, stamped with the newest fused labels:
     ~/voxel_cloud   sensor_msgs/PointCloud2          voxel centres in map_frame: x, y, z, rgb, label, confidence
     ~/voxel_map     seg_perception/SemanticVoxelMap   label, confidence, observations and age per voxel
+    ~/costmap       nav_msgs/OccupancyGrid           traversability around base_frame (0..100, -1 unknown), for Nav2
+    ~/voxel_markers visualization_msgs/MarkerArray   cubes by class, coarser with distance, and a legend
     /diagnostics    diagnostic_msgs/DiagnosticArray   every diagnostics_period_s: clouds received, fused and dropped
                                                       by reason, what waits, voxels, fusion time and latency
 
@@ -48,14 +50,17 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
-from seg_perception.io import CameraModel, ConversionError, image_to_array, stamp_to_ns
+from seg_perception.io import CameraModel, ConversionError, TransformError, image_to_array, stamp_to_ns
 from seg_perception.labels import load_label_set
 from seg_perception.mapping import MappingError, SemanticVoxelMap, load_map, save_map, voxels_to_cloud, voxels_to_msg
 from seg_perception.pipeline import LidarSweep, MessageDecoder, Synchronizer, map_sweep, sweep_middle_ns
-from seg_perception.pipeline.parameters import MAPPING
+from seg_perception.pipeline.outputs import navigation_messages
+from seg_perception.pipeline.parameters import MAPPING, mapping_config
 
 from .common import (declare, diagnostic_array, help_requested, qos_mismatch_warning, sensor_qos,
                      validating_callback)
@@ -95,12 +100,14 @@ class VoxelMappingNode(Node):
         super().__init__(node_name, **kwargs)
         self.params = p = declare(self, MAPPING)
         self.label_set = load_label_set(p["label_set"])
+        self.mapping = mapping_config(p)
         self.semantic_map = SemanticVoxelMap(self.label_set.num_classes, p["voxel_size"], radius=p["radius"] or None,
-                                             max_voxels=p["max_voxels"])
+                                             max_voxels=p["max_voxels"], dynamic_classes=self.label_set.dynamic_ids(),
+                                             dynamic_decay_s=p["dynamic_decay_s"])
         self.stamp_ns = 0  # the published map's stamp: the newest fused labels' (or loaded voxels')
         self.evicted_total = 0
         self.counts = {"received": 0, "fused": 0, "labels": 0, "bad_labels": 0, "bad_confidence": 0,
-                       "bad_camera_info": 0, **{f"dropped_{r}": 0 for r in DROP_REASONS}}
+                       "bad_camera_info": 0, "costmap_no_pose": 0, **{f"dropped_{r}": 0 for r in DROP_REASONS}}
         self._reported_drops = 0
         self._fusion_ms: list[float] = []
         self._latency_ms: list[float] = []
@@ -134,6 +141,8 @@ class VoxelMappingNode(Node):
 
         self._cloud_pub = self.create_publisher(PointCloud2, "~/voxel_cloud", _OUTPUT_QOS)
         self._map_pub = self.create_publisher(SemanticVoxelMapMsg, "~/voxel_map", _OUTPUT_QOS)
+        self._navigation_pubs = {"costmap": self.create_publisher(OccupancyGrid, "~/costmap", _OUTPUT_QOS),
+                                 "voxel_markers": self.create_publisher(MarkerArray, "~/voxel_markers", _OUTPUT_QOS)}
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/save_map", self._on_save)
         self.create_service(Trigger, "~/clear_map", self._on_clear)
@@ -244,9 +253,10 @@ class VoxelMappingNode(Node):
     # Outputs -----------------------------------------------------------------------------------------
 
     def publish_map(self) -> None:
-        """Publish ~/voxel_cloud and ~/voxel_map, each only while someone subscribes."""
+        """Publish ~/voxel_cloud, ~/voxel_map, ~/costmap and ~/voxel_markers, each only while someone subscribes."""
         cloud_wanted = self._cloud_pub.get_subscription_count() > 0
         map_wanted = self._map_pub.get_subscription_count() > 0
+        self._publish_navigation()
         if not (cloud_wanted or map_wanted):
             return
         voxels = self.semantic_map.voxels()
@@ -271,6 +281,7 @@ class VoxelMappingNode(Node):
             "confidence_refused": self.counts["bad_confidence"], "camera_info_refused": self.counts["bad_camera_info"],
             "waiting_for_labels": len(self._waiting_for_labels), "waiting_for_tf": len(self._waiter),
             "transforms": self.transforms.backend, "transform_messages_refused": self.transforms.stats["bad"],
+            "costmaps_skipped_no_pose": self.counts["costmap_no_pose"],
             "voxels": len(self.semantic_map), "voxels_evicted": self.evicted_total,
             "fusion_ms_mean": f"{np.mean(self._fusion_ms):.1f}" if self._fusion_ms else "-",
             "latency_ms_mean": f"{np.mean(self._latency_ms):.1f}" if self._latency_ms else "-",
@@ -278,7 +289,8 @@ class VoxelMappingNode(Node):
         }
         self._fusion_ms.clear()
         self._latency_ms.clear()
-        refused = sum(self.counts[k] for k in ("bad_labels", "bad_confidence", "bad_camera_info")) \
+        refused = sum(self.counts[k] for k in ("bad_labels", "bad_confidence", "bad_camera_info",
+                                               "costmap_no_pose")) \
             + self.transforms.stats["bad"]
         new_drops, self._reported_drops = drops + refused - self._reported_drops, drops + refused
         level, message = DiagnosticStatus.OK, "ok"
@@ -288,6 +300,22 @@ class VoxelMappingNode(Node):
             self.get_logger().warning(message + ": " + ", ".join(
                 f"{r} {self.counts[f'dropped_{r}']}" for r in DROP_REASONS if self.counts[f"dropped_{r}"]) + " in all")
         self._diagnostics_pub.publish(diagnostic_array(self, "voxel map", values, level=level, message=message))
+
+    def _publish_navigation(self) -> None:
+        """~/costmap and ~/voxel_markers around base_frame, while subscribed; skipped (and counted, at WARN)
+        while the robot's pose in the map frame is not known."""
+        wanted = tuple(name for name, pub in self._navigation_pubs.items() if pub.get_subscription_count() > 0)
+        if not wanted:
+            return
+        try:
+            robot = self.transforms.lookup(self.mapping.map_frame, self.mapping.base_frame, 0)[:3, 3]
+        except TransformError as exc:
+            self.counts["costmap_no_pose"] += 1
+            self.get_logger().warning(f"no costmap: {exc}", throttle_duration_sec=5.0)
+            return
+        for name, msg in navigation_messages(self.semantic_map, self.label_set, self.mapping, robot,
+                                             stamp_ns=self.stamp_ns, wanted=wanted, factory=self._factory).items():
+            self._navigation_pubs[name].publish(msg)
 
     # Services and parameters -------------------------------------------------------------------------
 
