@@ -167,8 +167,9 @@ class Harness:
                   "static_transforms": drive.static_transforms, "qos_reliability": "reliable", "qos_depth": 10,
                   "voxel_size": VOXEL, "publish_rate_hz": 10.0, "diagnostics_period_s": 0.2, "tf_timeout_s": 1.0,
                   **overrides}
-        self.node = VoxelMappingNode(namespace=NAMESPACE, context=ros,
-                                     parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.node = VoxelMappingNode(namespace=NAMESPACE, context=ros,  # None: left at its default
+                                     parameter_overrides=[Parameter(k, value=v) for k, v in params.items()
+                                                          if v is not None])
         self.probe = probe = Node("probe", namespace=NAMESPACE, context=ros)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {"points": probe.create_publisher(PointCloud2, "points", qos),
@@ -188,7 +189,8 @@ class Harness:
         self.executor.add_node(self.node)
         self.executor.add_node(probe)
         self.drive = drive
-        assert self.spin_until(lambda: all(p.get_subscription_count() for k, p in self.pubs.items()), 10.0)
+        assert self.spin_until(lambda: all(p.get_subscription_count() for k, p in self.pubs.items()
+                                           if k != "odom" or params["odom_topic"]), 10.0)
         self.publish("camera_info", drive.infos[0])
 
     def publish(self, topic: str, *messages) -> None:
@@ -528,3 +530,42 @@ def test_costmap_and_markers_arrive_in_the_map_frame_with_the_maps_stamp(harness
     assert ((cells == -1) | ((cells >= 0) & (cells <= 100))).all() and (cells >= 0).any()
     shown = next(m for m in markers if m.markers and stamp_to_ns(m.markers[-1].header.stamp) == stamp)
     assert {m.header.frame_id for m in shown.markers} == {"map"}
+
+
+def test_tf_and_tf_static_from_a_probe_drive_the_node_and_withheld_transforms_warn(ros, drive):
+    """With tf2_msgs built in the workspace, the node places sweeps from /tf and /tf_static alone (no
+    static_transforms, no odometry topic); with the transforms withheld it drops the cloud after tf_timeout_s
+    and /diagnostics goes WARN."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from seg_perception.io import matrix_to_transform_stamped, transform_to_matrix
+
+    harness = Harness(ros, drive, static_transforms=None, odom_topic="")
+    try:
+        assert harness.node.transforms.backend == "tf_topics"
+        harness.frame(0, odometry=False)  # no transforms yet: the cloud waits, then is dropped
+        assert harness.spin_until(lambda: harness.node.counts["dropped_no_tf"] == 1, 10.0), harness.node.counts
+        report = harness.latest_diagnostics(clouds_dropped_no_tf=1)
+        assert report["_level"] in (1, b"\x01") and report["transforms"] == "tf_topics"
+        static_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        tf_static = harness.probe.create_publisher(TFMessage, "/tf_static", static_qos)
+        tf = harness.probe.create_publisher(TFMessage, "/tf", QoSProfile(depth=100,
+                                                                     reliability=ReliabilityPolicy.RELIABLE))
+        tf_static.publish(TFMessage(transforms=[
+            matrix_to_transform_stamped(M, parent, child, 0, factory=drive.factory)
+            for (parent, child), M in drive.static_matrices.items()]))
+        k = 1
+        moving = [matrix_to_transform_stamped(transform_to_matrix(m.pose.pose), m.header.frame_id, m.child_frame_id,
+                                              stamp_to_ns(m.header.stamp), factory=drive.factory)
+                  for m in drive.odometry_until(drive.sweep_end(k) + ODOM_STEP_NS)]
+        assert harness.spin_until(lambda: tf.get_subscription_count() > 0, 5.0)
+        for start in range(0, len(moving), 20):
+            tf.publish(TFMessage(transforms=moving[start:start + 20]))
+        harness.spin_for(0.2)
+        harness.publish("points", drive.clouds[k])
+        harness.publish("labels", drive.labels[k])
+        assert harness.spin_until(lambda: harness.node.counts["fused"] == 1, 15.0), harness.node.counts
+    finally:
+        harness.close()
