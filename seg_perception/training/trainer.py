@@ -64,11 +64,32 @@ class TrainConfig:
     workers: int = 0
     resume: bool = False
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    augment: bool = False                  # folders: random scale 0.5-2, crop, flip, colour jitter (else flips only)
+    class_weights: str = "none"            # "none" or "enet": 1 / ln(1.02 + class pixel share), from the training labels
+    precision: str = "fp32"                # "fp32" or "bf16" (autocast of the forward passes)
+    channels_last: bool = False            # NHWC tensors (oneDNN's fast layout on CPUs; pays most with bf16)
+    warmup: float = 0.0                    # share of the budget (time, else steps) with a linear learning-rate warm-up
+    schedule: str = "cosine"               # after the warm-up: "cosine" or "poly" (power 0.9)
+    eval_every: int = 1                    # validate every this many epochs (and always at the end)
+
+    def __post_init__(self) -> None:
+        """Raises:
+            ValueError: an unknown choice or an out-of-range value.
+        """
+        for name, value, accepted in (("class_weights", self.class_weights, CLASS_WEIGHTS),
+                                      ("precision", self.precision, PRECISIONS), ("schedule", self.schedule, SCHEDULES)):
+            if value not in accepted:
+                raise ValueError(f"{name} {value!r} is not known; accepted: {', '.join(accepted)}")
+        if not 0.0 <= self.warmup < 1.0 or self.eval_every < 1:
+            raise ValueError(f"warmup must be in [0, 1) and eval_every >= 1, got {self.warmup!r} and {self.eval_every!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
+CLASS_WEIGHTS = ("none", "enet")
+PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("cosine", "poly")
 SIM_SIZE = (320, 180)
 SIM_LABEL_SET = "sim_offroad"
 
@@ -115,9 +136,11 @@ def _datasets(config: TrainConfig, label_set: LabelSet) -> tuple[Any, Any]:
 
     from .folders import FolderDataset
 
+    from .augment import Augment
+
     label_map = load_label_map(config.label_map) if config.label_map else None
     return (FolderDataset(config.data, "train", label_map, config.image_size, label_set=label_set, flip=True,
-                          cache=True),
+                          cache=True, augment=Augment() if config.augment else None, seed=config.seed),
             FolderDataset(config.data, "val", label_map, config.image_size, label_set=label_set, cache=True))
 
 
@@ -141,6 +164,33 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), world
 
 
+def learning_rate(config: TrainConfig, fraction: float) -> float:
+    """The learning rate at `fraction` (0 … 1) of the run: a linear warm-up over `config.warmup`, then
+    cosine or poly (power 0.9) decay to zero."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < config.warmup:
+        return config.lr * (fraction / config.warmup)
+    rest = (fraction - config.warmup) / (1.0 - config.warmup)
+    if config.schedule == "poly":
+        return config.lr * (1.0 - rest) ** 0.9
+    return config.lr * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+def _class_weights(config: TrainConfig, dataset: Any, num_classes: int) -> torch.Tensor | None:
+    if config.class_weights == "none":
+        return None
+    from .losses import enet_class_weights
+
+    if hasattr(dataset, "class_counts"):
+        counts = dataset.class_counts(num_classes)
+    else:
+        counts = np.zeros(num_classes, np.int64)
+        for index in range(len(dataset)):
+            labels = dataset[index]["labels"].numpy().ravel()
+            counts += np.bincount(labels[labels < num_classes], minlength=num_classes)[:num_classes]
+    return enet_class_weights(counts.tolist())
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary also written to `out/summary.json`."""
     rank, world = _distributed()
@@ -152,7 +202,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model_config: ModelConfig = factory(label_set.num_classes, tuple(config.modalities), **config.model_overrides)
     model = build_model(model_config)
     teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
     train_set, val_set = _datasets(config, label_set)
+    weights = _class_weights(config, train_set, label_set.num_classes)
     # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
     # outputs are computed once and read back: distillation then costs about what plain training does.
     cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
@@ -184,6 +238,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     for epoch in range(state["epoch"], config.epochs):
         if budget_s is not None and time.monotonic() - started >= budget_s:
             break
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
         order = _epoch_order(train_set, config.seed, epoch)[rank::world]
         loader = DataLoader(torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
                             drop_last=True, num_workers=config.workers)
@@ -196,9 +252,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 break
             fraction = elapsed / budget_s if budget_s else state["step"] / total_steps
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+                group["lr"] = learning_rate(config, fraction)
             loss = _step(net, model_config, batch, config, label_set.ignore_id, generator, teacher, feature_kd,
-                         teacher_outputs)
+                         teacher_outputs, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -208,8 +264,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         state["elapsed_s"] = time.monotonic() - started
         state["epoch"] = epoch + 1
+        last = epoch + 1 == config.epochs or (budget_s is not None and state["elapsed_s"] >= budget_s)
+        if (epoch + 1) % config.eval_every and not last:
+            if rank == 0:  # resumable every epoch, scored every `eval_every`
+                _save_state(out, model, optimizer, feature_kd, state)
+            continue
         scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
         record = {"epoch": epoch + 1, "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
+                  "steps_per_s": round(state["step"] / max(state["elapsed_s"], 1e-9), 3),
                   "train_loss": float(np.mean(losses)) if losses else None, "miou": scores["miou"],
                   "boundary_miou": scores.get("boundary_miou")}
         state["history"].append(record)
@@ -217,7 +279,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best)
             best = max(best, scores["miou"])
             print(json.dumps(record), flush=True)
-        if budget_s is not None and state["elapsed_s"] >= budget_s:
+        if last:
             break
     summary = {"config": config.to_dict(), "model": model_config.to_dict(), "history": state["history"],
                "best_val_miou": best, "steps": state["step"], "elapsed_s": state["elapsed_s"],
@@ -230,28 +292,38 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: TrainConfig, ignore: int,
           generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None,
-          teacher_outputs: Path | None) -> torch.Tensor:
+          teacher_outputs: Path | None, weights: torch.Tensor | None = None) -> torch.Tensor:
     labels = batch["labels"]
     drop = modality_dropout(len(labels), len(model_config.modalities), config.modality_dropout, generator)
     x, present = stack_inputs({m: batch[m] for m in model_config.modalities}, model_config, drop)
-    out = net(x, present)
-    loss = cross_entropy(out["logits"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    with _autocast(config):
+        out = net(x.contiguous(memory_format=layout), present)
+    out = {key: value.float() for key, value in out.items()}
+    ce = {"weight": weights, "ignore_id": ignore, "ohem_fraction": config.ohem_fraction}
+    loss = cross_entropy(out["logits"], labels, **ce)
     if "coarse" in out:  # student: deep supervision of the coarse head, the point head and the selector
-        loss = loss + 0.4 * cross_entropy(out["coarse"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
-        loss = loss + 0.5 * cross_entropy(out["point_logits"], labels, ignore_id=ignore,
-                                          ohem_fraction=config.ohem_fraction)
+        loss = loss + 0.4 * cross_entropy(out["coarse"], labels, **ce)
+        loss = loss + 0.5 * cross_entropy(out["point_logits"], labels, **ce)
         loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
     if teacher is not None:
         if teacher_outputs is not None:
             target = _read_teacher(teacher_outputs, batch["index"])
         else:
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(config):
                 teacher_x, present_t = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
-                target = teacher(teacher_x, present_t)
+                target = {key: value.float() for key, value in
+                          teacher(teacher_x.contiguous(memory_format=layout), present_t).items()}
         loss = loss + config.kd_weight * logit_kd(out["logits"], _teacher_logits(target), config.kd_temperature,
                                                   labels, ignore)
         loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
     return loss
+
+
+def _autocast(config: TrainConfig) -> Any:
+    """bf16 autocast of a forward pass on the device the tensors are on (the CPU here), or nothing."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def _teacher_dir(config: TrainConfig) -> Path:
@@ -297,6 +369,10 @@ def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[st
     save_checkpoint(out / "last.safetensors", model, label_set, model_id=model_id, training=training)
     if best:
         save_checkpoint(out / "best.safetensors", model, label_set, model_id=model_id, training=training)
+    _save_state(out, model, optimizer, feature_kd, state)
+
+
+def _save_state(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any]) -> None:
     saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": json.dumps(state)}
     if feature_kd is not None:
         saved["feature_kd"] = feature_kd.state_dict()
