@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from seg_perception.models import (
-    build_model, load_checkpoint, modality_dropout, stack_inputs, student_config, teacher_config)
+    build_model, modality_dropout, stack_inputs, student_config, teacher_config)
 from seg_perception.training.losses import FeatureKD, cross_entropy, logit_kd, selector_loss
+from seg_perception.training.teachers import CheckpointTeacher
 from seg_perception.training.trainer import TrainConfig, _class_weights, _datasets, _step, resolve
 
 
@@ -37,11 +38,12 @@ def _mode(base: TrainConfig, name: str, teacher_path: Path | None) -> dict:
     factory = student_config if config.architecture == "student" else teacher_config
     model_config = factory(label_set.num_classes, config.modalities, **config.model_overrides)
     model = build_model(model_config).train()
-    teacher = load_checkpoint(teacher_path).model if name.endswith("+kd") else None
+    teacher = CheckpointTeacher(teacher_path, label_set) if name.endswith("+kd") else None
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
-    feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
+        if teacher is not None:
+            teacher.model = teacher.model.to(memory_format=torch.channels_last)
+    feature_kd = FeatureKD(model_config.decoder_width, teacher.feature_width) if teacher else None
     parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     train_set, _ = _datasets(config, label_set)
     weights = _class_weights(config, train_set, label_set.num_classes)  # also decodes every frame into memory
@@ -67,7 +69,7 @@ def _step_before(run: dict, batch: dict) -> torch.Tensor:
         loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
     if run["teacher"] is not None:
         with torch.no_grad():
-            target = run["teacher"](x, present)
+            target = run["teacher"].model(x, present)
         loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits_quarter"], config.kd_temperature,
                                                   labels, ignore)
         loss = loss + config.feature_kd_weight * run["feature_kd"](out["features"], target["features"])

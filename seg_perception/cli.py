@@ -163,7 +163,7 @@ def _override(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=JSON (e.g. 'widths=[48,96,160]')") from None
 
 
-def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | None) -> object:
+def _train_config(args: argparse.Namespace, architecture: str, teacher: str | None) -> object:
     import torch
 
     from seg_perception.training import TrainConfig
@@ -175,10 +175,14 @@ def _train_config(args: argparse.Namespace, architecture: str, teacher: Path | N
                        train_samples=args.samples, cache_dir=args.cache_dir,
                        image_size=tuple(args.size) if args.size else None, stretch=args.stretch,
                        epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                       teacher=teacher, seed=args.seed, workers=args.workers, resume=args.resume,
+                       teacher=teacher, teacher_card=getattr(args, "teacher_card", None),
+                       teacher_class_map=getattr(args, "teacher_class_map", None), seed=args.seed,
+                       workers=args.workers, resume=args.resume,
                        augment=args.augment, class_weights=args.class_weights, ohem_fraction=args.ohem,
-                       precision=args.precision, channels_last=args.channels_last, schedule=args.schedule, warmup=args.warmup,
-                       eval_every=args.eval_every, model_overrides=dict(args.model))
+                       precision=args.precision, channels_last=args.channels_last, schedule=args.schedule,
+                       warmup=args.warmup, eval_every=args.eval_every, model_overrides=dict(args.model),
+                       images=getattr(args, "images", None), bags=tuple(getattr(args, "bags", ())),
+                       topic=getattr(args, "topic", None))
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -191,10 +195,26 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_distill(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("distill", help="train a student from labels and a teacher checkpoint",
+    parser = commands.add_parser("distill", help="train a student from labels (or frames alone) and a teacher",
                                  description="Distil a student: labels plus the teacher's logits (KL, temperature) "
-                                             "and features (through a learned projection).")
-    parser.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (.safetensors)")
+                                             "and, from a seg_perception teacher, its features (through a learned "
+                                             "projection). The teacher may be your own ONNX or TensorRT network "
+                                             "with its model card (README: Your own model). With --images or --bags, no labels are needed: the "
+                                             "teacher's most likely class stands in for them.")
+    parser.add_argument("--teacher", required=True,
+                        help="shipped teacher name, .safetensors checkpoint, or your own .onnx/.plan network")
+    parser.add_argument("--teacher-card", default=None, metavar="YAML",
+                        help="model card of a teacher network (default: embedded in the .onnx or beside it)")
+    parser.add_argument("--teacher-class-map", default=None, metavar="MAP",
+                        help="label map from a teacher network's classes onto the student's label set")
+    frames = parser.add_mutually_exclusive_group()
+    frames.add_argument("--images", default=None, metavar="DIR",
+                        help="label-free: learn from the images under DIR and the teacher alone (no labels); "
+                             "--data, if given, is only validated on (its val split)")
+    frames.add_argument("--bags", nargs="+", default=(), metavar="BAG",
+                        help="label-free: learn from the colour images of these rosbags and the teacher alone")
+    parser.add_argument("--topic", default=None, help="--bags: the image topic (default: the bags' one colour image "
+                                                      "topic)")
     _training_options(parser)
     parser.set_defaults(run=lambda args: _train(_train_config(args, "student", args.teacher)))
 
@@ -203,14 +223,16 @@ def _train(config: object) -> int:
     from seg_perception.labels import LabelSetError
     from seg_perception.models import ModelError
     from seg_perception.training import FolderDatasetError, train
+    from seg_perception.training.teachers import TeacherError
 
     try:
         summary = train(config)  # type: ignore[arg-type]
-    except (FolderDatasetError, LabelSetError, ModelError) as exc:
+    except (FolderDatasetError, LabelSetError, ModelError, TeacherError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"best val mIoU {summary['best_val_miou'] * 100:.1f} after {summary['steps']} steps "
-          f"({summary['elapsed_s'] / 60:.1f} min); checkpoints in {config.out}")  # type: ignore[attr-defined]
+    scored = f"best val mIoU {summary['best_val_miou'] * 100:.1f}" if summary["best_val_miou"] >= 0 else "not validated"
+    print(f"{scored} after {summary['steps']} steps ({summary['elapsed_s'] / 60:.1f} min); checkpoints in "
+          f"{config.out}")  # type: ignore[attr-defined]
     return 0
 
 

@@ -135,6 +135,7 @@ class _SlowPerfect:
 
         source = ModelSource.open("student_rgb")
         self.label_set, self.config, self.delay_s = source.label_set, source.config, delay_s
+        self.modalities = source.modalities
 
     def segment(self, rgb=None, **_):
         from seg_perception.engines import Segmentation

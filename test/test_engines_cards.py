@@ -419,3 +419,51 @@ def test_replay_publishes_what_the_independent_computation_gives(tmp_path, drive
     assert len(confidences) == (0 if name == "class_ids" else 2)  # class ids carry no confidence
     for i, frame in enumerate(frames):
         assert_matches(labels[i], confidences[i] if confidences else None, reference(path, card, frame))
+
+
+def test_replay_publishes_the_merged_classes_and_scores_ground_truth_of_another_id_space(tmp_path, drive):
+    """A Cityscapes-19 network merged to 7 classes by --class-map, scored against the drive's synthetic
+    ground truth (sim_offroad ids) mapped onto the same 7 by --gt-map: the report's mIoU is the one
+    computed here from the output bag's labels and the bag's own ground truth."""
+    from dataclasses import replace
+
+    from seg_perception.pipeline import PipelineConfig
+    from seg_perception.pipeline.replay import replay_bag
+
+    path = tmp_path / "city.onnx"
+    torch.onnx.export(_Head(19).eval(), (torch.zeros(1, 3, 48, 64),), str(path), input_names=["x"],
+                      output_names=["y"], opset_version=17, dynamo=False)
+    (tmp_path / "city.yaml").write_text(yaml.safe_dump({"label_set": "cityscapes19", "input": IMAGENET}))
+    class_map = _cityscapes_to_seven(tmp_path)
+    sim_to_seven = {"sky": "sky", "road": "flat", "trail": "flat", "grass": "nature", "mud_water": "flat",
+                    "tree_trunk": "nature", "foliage": "nature", "bush": "nature", "rock": "object",
+                    "building": "construction", "fence": "construction", "pole": "object", "vehicle": "vehicle",
+                    "person": "human"}
+    gt_map = tmp_path / "sim_to_seven.yaml"
+    gt_map.write_text(yaml.safe_dump({"source": "sim_offroad", "target": str(tmp_path / "seven.yaml"),
+                                      "mapping": sim_to_seven}))
+    config = PipelineConfig.load()
+    config = replace(config, model=str(path), backend="onnxruntime", class_map=str(class_map), gt_map=str(gt_map),
+                     mapping=replace(config.mapping, enabled=False))
+    report = replay_bag(drive, config, tmp_path / "out")
+    assert report.frames_scored == 2 and report.label_set.name == "seven"
+    published = _images(tmp_path / "out" / "drive", "/seg_perception/labels")
+    truth = _images(drive, "/camera/labels")
+    sim = [c["name"] for c in yaml.safe_load(open(_label_file("sim_offroad")))["classes"]]
+    seven = ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
+    lookup = np.full(256, 255)
+    lookup[:len(sim)] = [seven.index(sim_to_seven[n]) for n in sim]
+    confusion = np.zeros((7, 7), np.int64)
+    for got, want in zip(published, truth):
+        assert got.max() < 7  # every model class lands in one of the seven
+        mapped = lookup[want]
+        valid = mapped != 255
+        np.add.at(confusion, (mapped[valid], got[valid]), 1)
+    iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    assert report.confusion.miou() == pytest.approx(np.nanmean(iou), abs=1e-9)
+
+
+def _label_file(name: str) -> Path:
+    from seg_perception.resources import resource_dir
+
+    return resource_dir("config/labels", "*.yaml") / f"{name}.yaml"

@@ -171,7 +171,7 @@ class _PerfectSegmenter:
         from seg_perception.engines.source import ModelSource
 
         source = ModelSource.open("student_rgb")
-        self.label_set, self.config = source.label_set, source.config
+        self.label_set, self.config, self.modalities = source.label_set, source.config, source.modalities
         self._labels = iter([frame.labels for frame in World(110_000, "day").frames(frames, events=False)])
 
     def segment(self, **inputs):

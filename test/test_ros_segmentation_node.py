@@ -5,6 +5,7 @@ domain, so runs beside other ROS processes do not see each other.
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 import threading
@@ -518,3 +519,33 @@ def test_intake_holds_frames_in_order_until_ready_then_times_out_and_drops_the_o
     intake.poll()
     assert [b.stamp_ns for b in submitted] == [*stamps[:2], stamps[3], STAMP0 + 10]
     assert intake.held == {"timed_out": 2, "dropped": 1}
+
+
+def test_images_that_used_to_kill_the_node_are_segmented(graph):
+    """Wire-valid images that used to kill the node — a bgr16 image with one byte of row padding, a mono8
+    image on the RGB topic — are decoded and segmented like any frame, and the node goes on."""
+    from seg_perception.ros.segmentation_node import SegmentationNode
+
+    node = graph.node(SegmentationNode)
+    out = outputs_of(graph, node)
+    try:
+        rgb = started(graph, node)
+        width, height = IMAGE_SIZE
+        padded = image(graph, np.zeros((height, width, 3), np.uint16), STAMP0, "bgr16")
+        padded.step = width * 6 + 1
+        padded.data = array.array("B", bytes(padded.step * height))
+        mono = image(graph, np.zeros((height, width), np.uint8), STAMP0 + 1, "mono8")
+        good = image(graph, frames(1)[0], STAMP0 + 2)
+        for msg in (padded, mono, good):
+            rgb.publish(msg)
+            wait_for(lambda msg=msg: out["labels"].stamped(stamp_to_ns(msg.header.stamp)), what="the frame's labels")
+        assert sum(node.intake.bad.values()) == 0 and node.scheduler.stats["errors"] == 0
+    finally:
+        graph.remove(node)
+
+
+def test_a_misspelt_parameter_refuses_to_start_and_names_the_one_meant(graph):
+    from seg_perception.ros.segmentation_node import SegmentationNode
+
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) 'modle' \(did you mean 'model'\?\); accepted: "):
+        graph.node(SegmentationNode, modle="student_rgb")

@@ -471,3 +471,33 @@ def test_static_transform_strings(ros):
                       ("base_link lidar 0 0 nan 0 0 0 1", "non-finite")):
         with pytest.raises(ConfigError, match=why):
             parse_static_transform(text)
+
+
+def test_crash_inputs_leave_the_node_mapping(harness, drive):
+    """Clouds that used to kill the node (an x field of count 2; a point_step of 2**31): refused and
+    counted at WARN, and the next good frame is fused."""
+    import copy
+
+    good = drive.clouds[0]
+    counted = copy.deepcopy(good)
+    counted.fields[0].count = 2
+    huge_step = copy.deepcopy(good)
+    huge_step.point_step = 2 ** 31
+    harness.publish("points", counted, huge_step)
+    report = harness.latest_diagnostics(clouds_dropped_bad_cloud=2)
+    assert report["_level"] in (1, b"\x01")
+    harness.frame(0)
+    assert harness.spin_until(lambda: harness.node.counts["fused"] == 1, 10.0), harness.node.counts
+
+
+def test_a_damaged_map_file_is_refused_by_load_map_and_the_node_maps_on(ros, drive, tmp_path):
+    truncated = tmp_path / "map.npz"
+    truncated.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    harness = Harness(ros, drive, save_path=str(truncated))  # load_map loads save_path when load_path is empty
+    try:
+        reply = harness.call("load_map")
+        assert not reply.success and str(truncated) in reply.message
+        harness.frame(0)
+        assert harness.spin_until(lambda: harness.node.counts["fused"] == 1, 10.0), harness.node.counts
+    finally:
+        harness.close()

@@ -220,6 +220,21 @@ class OutputDecoder:
     def __init__(self, kind: str, layout: str, num_classes: int, ignore_id: int) -> None:
         self.kind, self.layout, self.num_classes, self.ignore_id = kind, layout, num_classes, ignore_id
 
+    def log_probabilities(self, raw: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) class log-probabilities: log-softmax of logits, the log of probabilities (per-class
+        sigmoids normalised to sum to one), and for class ids a one-hot distribution (1e-4 elsewhere)."""
+        if self.kind == "class_ids":
+            ids = self(raw)["labels"]
+            valid = ids != self.ignore_id
+            one_hot = torch.nn.functional.one_hot(ids.clamp(0, self.num_classes - 1), self.num_classes)
+            probabilities = one_hot.permute(0, 3, 1, 2).float() * valid[:, None] + 1e-4
+        else:
+            scores = raw.float().permute(0, 3, 1, 2) if self.layout == "NHWC" else raw.float()
+            if self.kind == "logits":
+                return torch.log_softmax(scores, dim=1)
+            probabilities = torch.sigmoid(scores) if self.kind == "sigmoid" else scores.clamp_min(1e-8)
+        return torch.log(probabilities / probabilities.sum(dim=1, keepdim=True))
+
     def __call__(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.kind == "class_ids":
             ids = raw.reshape(1, *raw.shape[-3:-1]) if self.layout == "NHWC" else raw.reshape(1, *raw.shape[-2:])
@@ -271,22 +286,24 @@ class Postprocessor:
         if self.class_map is not None:
             table = self.class_map.to(labels.device)
             labels = table[labels.long().clamp_(0, table.numel() - 1)]
-        labels = self._to_source(labels[0].to(torch.int32), placement, self.fill).cpu().numpy()
+        labels = self.to_source(labels[0].to(torch.int32), placement, self.fill).cpu().numpy()
         confidence = outputs.get("confidence")
         if confidence is not None:
-            confidence = self._to_source(confidence[0].float(), placement, 0.0).cpu().numpy()
+            confidence = self.to_source(confidence[0].float(), placement, 0.0).cpu().numpy()
         refined = outputs.get("refined")
         if refined is None:
             refined_mask = np.zeros(labels.shape, bool)
         else:
-            refined_mask = self._to_source(refined[0, 0], placement, 0.0).cpu().numpy() > 0.5
+            refined_mask = self.to_source(refined[0, 0], placement, 0.0).cpu().numpy() > 0.5
         return labels.astype(self.label_dtype, copy=False), confidence, refined_mask
 
-    def _to_source(self, tensor: torch.Tensor, placement: Placement, fill: float) -> torch.Tensor:
-        rows, cols, inside = self._lookup(tuple(tensor.shape), placement, tensor.device)
-        out = tensor.index_select(0, rows).index_select(1, cols)
+    def to_source(self, tensor: torch.Tensor, placement: Placement, fill: float) -> torch.Tensor:
+        """A (..., h, w) output map at the frame's (..., H, W) resolution by the nearest-pixel rule; `fill`
+        where a crop cut the frame away."""
+        rows, cols, inside = self._lookup(tuple(tensor.shape[-2:]), placement, tensor.device)
+        out = tensor.index_select(-2, rows).index_select(-1, cols)
         if inside is not None:
-            out[~inside] = fill
+            out[..., ~inside] = fill
         return out
 
     def _lookup(self, shape: tuple[int, ...], placement: Placement, device: torch.device

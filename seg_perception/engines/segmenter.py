@@ -3,6 +3,7 @@ the package's own models and users' carded networks alike."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -178,6 +179,28 @@ class Segmenter:
         timing = {"preprocess": after_pre - start, "inference": after_run - after_pre, "postprocess": end - after_run,
                   "total": end - start}
         return Segmentation(labels, confidence, refined, {k: v * 1e3 for k, v in timing.items()})
+
+    def class_log_probabilities(self, rgb: np.ndarray) -> torch.Tensor:
+        """A carded network's (C, H, W) class log-probabilities at the frame's resolution, in the published
+        label set (a class map sums the probabilities it merges): what a teacher distils.
+
+        Raises:
+            EngineError: the model is the package's own (its checkpoint teaches directly).
+        """
+        binding = self.source.binding
+        if binding is None:
+            raise EngineError(f"{self.source.model_id} is a seg_perception model: distil from its checkpoint")
+        feeds, placement = self.preprocess(rgb)
+        raw = self.engine.infer(feeds, (binding.output.name,))[binding.output.name]
+        log_p = self.decode.log_probabilities(raw)[0]
+        if self.class_map is not None:
+            model_classes = self.source.label_set.num_classes
+            targets = torch.as_tensor(self.class_map.table[:model_classes], device=log_p.device)
+            kept = targets != self.label_set.ignore_id
+            merged = torch.zeros((self.label_set.num_classes, *log_p.shape[1:]), device=log_p.device)
+            merged.index_add_(0, targets[kept], log_p[kept].exp())
+            log_p = torch.log(merged.clamp_min(1e-8) / merged.sum(0, keepdim=True).clamp_min(1e-8))
+        return self.postprocess.to_source(log_p, placement, math.log(1.0 / log_p.shape[0]))
 
     def _clock(self) -> float:
         if self.device == "cuda":

@@ -2,6 +2,7 @@
 live changes, sensor QoS, and /diagnostics."""
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,21 @@ def declare(node: Node, table: tuple[Parameter, ...]) -> dict[str, Any]:
         if reason:
             raise ValueError(reason)
         values[parameter.name] = value
+    refuse_unknown(node)
     return values
+
+
+def refuse_unknown(node: Node) -> None:
+    """Raise ValueError for a parameter given to `node` (command line, params file, launch) that it does
+    not declare: a misspelt `modle` would otherwise be ignored and the node run on defaults. ROS's own
+    QoS overrides (`qos_overrides.*`) pass. rclpy keeps the overrides only in a private attribute."""
+    given = getattr(node, "_parameter_overrides", {}) or {}
+    unknown = sorted(n for n in given if not node.has_parameter(n) and not n.startswith("qos_overrides."))
+    if unknown:
+        accepted = sorted(n for n in node._parameters if not n.startswith("qos_overrides."))  # noqa: SLF001
+        hints = {n: difflib.get_close_matches(n, accepted, 1) for n in unknown}
+        named = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+        raise ValueError(f"{node.get_name()}: unknown parameter(s) {named}; accepted: {', '.join(accepted)}")
 
 
 def validating_callback(table: tuple[Parameter, ...],

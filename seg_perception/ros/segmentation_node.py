@@ -364,12 +364,18 @@ class SegmentationNode(LifecycleNode):
         diagnostics, values = self._diagnostics, self.status()
         if diagnostics is None or not values:  # cleaned up meanwhile
             return
-        problems = sum(n for key, n in values.items() if key.startswith(("bad ", "error ")))
+        counted = {key: n for key, n in values.items() if key.startswith(PROBLEM_KEYS) and isinstance(n, int)}
+        problems = sum(counted.values())
         level, message = DiagnosticStatus.OK, "ok"
         if values["state"] == "inactive":
             message = "inactive"
         elif problems > self._problems_reported:
-            level, message = DiagnosticStatus.WARN, f"{problems - self._problems_reported} bad message(s) or error(s)"
+            # WARN while anything is dropped, refused, skipped or fails: a node that only drops is not "ok"
+            level = DiagnosticStatus.WARN
+            message = f"{problems - self._problems_reported} frame(s) or message(s) dropped, refused or skipped"
+            self.get_logger().warning(f"{message} since the last report; in all: "
+                                      + ", ".join(f"{key} {n}" for key, n in counted.items() if n),
+                                      throttle_duration_sec=LOG_PERIOD_S)
         self._problems_reported = problems
         diagnostics.publish(diagnostic_array(self, self.status_name, values, level=level, message=message))
         self.get_logger().info(
@@ -405,6 +411,10 @@ class SegmentationNode(LifecycleNode):
         values.update({f"error {key}": n for key, n in dict(self._errors).items()})
         values.update({f"skipped {key}": n for key, n in dict(self._notes).items()})
         return {**values, **self._status(perception)}
+
+
+# /diagnostics values that count as problems: refused messages, failures, skipped work and dropped frames.
+PROBLEM_KEYS = ("bad ", "error ", "skipped ", "dropped", "frames dropped")
 
 
 def _k_refusal(segmenter: Segmenter, k: int) -> str | None:

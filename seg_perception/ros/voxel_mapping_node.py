@@ -274,11 +274,13 @@ class VoxelMappingNode(Node):
         }
         self._fusion_ms.clear()
         self._latency_ms.clear()
-        new_drops, self._reported_drops = drops - self._reported_drops, drops
+        refused = sum(self.counts[k] for k in ("bad_labels", "bad_confidence", "bad_camera_info")) \
+            + self.transforms.stats["bad"]
+        new_drops, self._reported_drops = drops + refused - self._reported_drops, drops + refused
         level, message = DiagnosticStatus.OK, "ok"
-        if new_drops:
+        if new_drops:  # WARN while anything is dropped or refused
             level = DiagnosticStatus.WARN
-            message = f"{new_drops} cloud(s) dropped since the last report"
+            message = f"{new_drops} cloud(s) dropped or message(s) refused since the last report"
             self.get_logger().warning(message + ": " + ", ".join(
                 f"{r} {self.counts[f'dropped_{r}']}" for r in DROP_REASONS if self.counts[f"dropped_{r}"]) + " in all")
         self._diagnostics_pub.publish(diagnostic_array(self, "voxel map", values, level=level, message=message))

@@ -22,7 +22,6 @@ from seg_perception.labels import LabelSet, load_label_set
 from seg_perception.models import (
     ModelConfig,
     build_model,
-    load_checkpoint,
     modality_dropout,
     save_checkpoint,
     stack_inputs,
@@ -32,6 +31,7 @@ from seg_perception.models import (
 
 from .evaluate import evaluate
 from .losses import FeatureKD, cross_entropy, logit_kd, selector_loss
+from .teachers import CheckpointTeacher, load_teacher
 
 
 @dataclass
@@ -54,7 +54,9 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    teacher: Path | None = None
+    teacher: str | None = None             # distil from: a shipped name, a checkpoint, or an .onnx/.plan with its card
+    teacher_card: str | None = None        # the model card of a teacher network (default: embedded or beside it)
+    teacher_class_map: str | None = None   # a label map from the teacher network's classes onto the student's
     kd_temperature: float = 2.0
     kd_weight: float = 1.0
     feature_kd_weight: float = 0.5
@@ -71,6 +73,9 @@ class TrainConfig:
     warmup: float = 0.0                    # share of the budget (time, else steps) with a linear learning-rate warm-up
     schedule: str = "cosine"               # after the warm-up: "cosine" or "poly" (power 0.9)
     eval_every: int = 1                    # validate every this many epochs (and always at the end)
+    images: str | None = None              # label-free: distil from the images of this folder (teacher only)
+    bags: tuple[str, ...] = ()             # label-free: distil from the colour images of these rosbags
+    topic: str | None = None               # label-free: the bags' image topic (default: their one colour image topic)
 
     def __post_init__(self) -> None:
         """Raises:
@@ -176,12 +181,16 @@ def learning_rate(config: TrainConfig, fraction: float) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * rest))
 
 
-def _class_weights(config: TrainConfig, dataset: Any, num_classes: int) -> torch.Tensor | None:
+def _class_weights(config: TrainConfig, dataset: Any, num_classes: int, teacher: Any = None) -> torch.Tensor | None:
+    """Class weights from the training labels' class shares (label-free: from the teacher's predictions)."""
     if config.class_weights == "none":
         return None
+    from .label_free import teacher_class_counts
     from .losses import enet_class_weights
 
-    if hasattr(dataset, "class_counts"):
+    if _label_free(config):
+        counts = teacher_class_counts(teacher, dataset, num_classes)
+    elif hasattr(dataset, "class_counts"):
         counts = dataset.class_counts(num_classes)
     else:
         counts = np.zeros(num_classes, np.int64)
@@ -191,32 +200,48 @@ def _class_weights(config: TrainConfig, dataset: Any, num_classes: int) -> torch
     return enet_class_weights(counts.tolist())
 
 
+def _label_free(config: TrainConfig) -> bool:
+    return config.images is not None or bool(config.bags)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the summary also written to `out/summary.json`."""
+    """Run (or resume) a training run; returns the summary also written to `out/summary.json`.
+
+    With `images` or `bags`, the run is label-free distillation: the student learns from those frames and
+    the teacher alone (its most likely class serves as the label of every head's loss, its logits and
+    features are distilled as usual); `data`, where it is a labelled folder dataset, is used only to
+    validate.
+    """
+    from . import label_free
+
     rank, world = _distributed()
     torch.manual_seed(config.seed)
-    config, label_set = resolve(config)
+    config, label_set = label_free.resolve(config) if _label_free(config) else resolve(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     factory = student_config if config.architecture == "student" else teacher_config
     model_config: ModelConfig = factory(label_set.num_classes, tuple(config.modalities), **config.model_overrides)
     model = build_model(model_config)
-    teacher = load_checkpoint(config.teacher, label_set=label_set.name).model if config.teacher else None
+    teacher = (load_teacher(config.teacher, label_set, card=config.teacher_card, class_map=config.teacher_class_map)
+               if config.teacher else None)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        teacher = teacher.to(memory_format=torch.channels_last) if teacher is not None else None
-    train_set, val_set = _datasets(config, label_set)
-    weights = _class_weights(config, train_set, label_set.num_classes)
+        if isinstance(teacher, CheckpointTeacher):
+            teacher.model = teacher.model.to(memory_format=torch.channels_last)
+    train_set, val_set = label_free.datasets(config, label_set) if _label_free(config) else _datasets(config, label_set)
+    weights = _class_weights(config, train_set, label_set.num_classes, teacher)
     # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
     # outputs are computed once and read back: distillation then costs about what plain training does.
-    cache_teacher = teacher is not None and config.cache_dir is not None and config.data == "sim"
-    teacher_outputs = _teacher_dir(config) if cache_teacher else None
+    cache_teacher = (isinstance(teacher, CheckpointTeacher) and config.cache_dir is not None
+                     and config.data == "sim")
+    teacher_outputs = _teacher_dir(config, teacher) if cache_teacher else None
     precompute_s = 0.0
     if teacher_outputs is not None and rank == 0:
         precompute_s = _precompute_teacher(teacher, train_set, teacher_outputs)
     if world > 1:
         torch.distributed.barrier()
-    feature_kd = FeatureKD(model_config.decoder_width, teacher.config.decoder_width) if teacher else None
+    feature_kd = (FeatureKD(model_config.decoder_width, teacher.feature_width)
+                  if teacher is not None and teacher.feature_width else None)
     parameters = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "history": []}
@@ -269,15 +294,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
             if rank == 0:  # resumable every epoch, scored every `eval_every`
                 _save_state(out, model, optimizer, feature_kd, state)
             continue
-        scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
+        if val_set is None:  # label-free without a labelled validation split: every checkpoint is the best
+            scores: dict[str, Any] = {"miou": None, "boundary_miou": None}
+        else:
+            scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
         record = {"epoch": epoch + 1, "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
                   "steps_per_s": round(state["step"] / max(state["elapsed_s"], 1e-9), 3),
                   "train_loss": float(np.mean(losses)) if losses else None, "miou": scores["miou"],
                   "boundary_miou": scores.get("boundary_miou")}
         state["history"].append(record)
         if rank == 0:
-            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best)
-            best = max(best, scores["miou"])
+            improved = scores["miou"] is None or scores["miou"] > best
+            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=improved,
+                  teacher=teacher.document if teacher is not None else None)
+            best = max(best, scores["miou"]) if scores["miou"] is not None else best
             print(json.dumps(record), flush=True)
         if last:
             break
@@ -293,7 +323,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: TrainConfig, ignore: int,
           generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None,
           teacher_outputs: Path | None, weights: torch.Tensor | None = None) -> torch.Tensor:
-    labels = batch["labels"]
+    target = None
+    if teacher is not None and teacher_outputs is None:
+        with _autocast(config):
+            target = {key: value.float() for key, value in teacher(batch).items()}
+    if "labels" in batch:
+        labels = batch["labels"]
+    else:  # label-free: the teacher's answer is the label
+        from .label_free import pseudo_labels
+
+        labels = pseudo_labels(target["logits"], tuple(batch["rgb"].shape[-2:]))
     drop = modality_dropout(len(labels), len(model_config.modalities), config.modality_dropout, generator)
     x, present = stack_inputs({m: batch[m] for m in model_config.modalities}, model_config, drop)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -309,14 +348,10 @@ def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: Tr
     if teacher is not None:
         if teacher_outputs is not None:
             target = _read_teacher(teacher_outputs, batch["index"])
-        else:
-            with torch.no_grad(), _autocast(config):
-                teacher_x, present_t = stack_inputs({m: batch[m] for m in teacher.config.modalities}, teacher.config)
-                target = {key: value.float() for key, value in
-                          teacher(teacher_x.contiguous(memory_format=layout), present_t).items()}
-        loss = loss + config.kd_weight * logit_kd(out["logits"], _teacher_logits(target), config.kd_temperature,
+        loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits"], config.kd_temperature,
                                                   labels, ignore)
-        loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
+        if feature_kd is not None:
+            loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
     return loss
 
 
@@ -326,10 +361,10 @@ def _autocast(config: TrainConfig) -> Any:
     return torch.autocast(device, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
-def _teacher_dir(config: TrainConfig) -> Path:
+def _teacher_dir(config: TrainConfig, teacher: Any) -> Path:
     import hashlib
 
-    digest = hashlib.sha256(Path(config.teacher).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(Path(teacher.document["model"]).read_bytes()).hexdigest()[:16]
     return Path(config.cache_dir) / f"teacher-{digest}-{config.data}-{config.train_samples}-{config.image_size[0]}x{config.image_size[1]}"
 
 
@@ -343,10 +378,9 @@ def _precompute_teacher(teacher: Any, dataset: Any, folder: Path) -> float:
     todo = [i for i in range(len(dataset)) if not (folder / f"{i:07d}.npz").exists()]
     for index in tqdm(todo, desc="teacher outputs", leave=False, dynamic_ncols=True):
         sample = dataset[index]
-        x, present = stack_inputs({m: sample[m][None] for m in teacher.config.modalities}, teacher.config)
-        out = teacher(x, present)
+        out = teacher({m: sample[m][None] for m in teacher.modalities})
         partial = folder / f"{index:07d}.tmp.npz"
-        np.savez(partial, logits=_teacher_logits(out)[0].half().numpy(), features=out["features"][0].half().numpy())
+        np.savez(partial, logits=out["logits"][0].half().numpy(), features=out["features"][0].half().numpy())
         partial.replace(folder / f"{index:07d}.npz")
     return time.monotonic() - started
 
@@ -356,15 +390,12 @@ def _read_teacher(folder: Path, indices: torch.Tensor) -> dict[str, torch.Tensor
     return {key: torch.from_numpy(np.stack([s[key] for s in stored])).float() for key in ("logits", "features")}
 
 
-def _teacher_logits(out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The teacher's logits at the lowest resolution they exist at (bilinear upsampling recovers the rest)."""
-    return out.get("logits_quarter", out["logits"])
-
-
 def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any], label_set: Any,
-          config: TrainConfig, scores: dict[str, Any], best: bool) -> None:
+          config: TrainConfig, scores: dict[str, Any], best: bool, teacher: dict[str, Any] | None = None) -> None:
     training = {"config": config.to_dict(), "epoch": state["epoch"], "steps": state["step"],
                 "elapsed_s": round(state["elapsed_s"], 1), "val": {k: scores[k] for k in ("miou", "boundary_miou")}}
+    if teacher is not None:
+        training["teacher"] = teacher
     model_id = f"{config.architecture}_{'_'.join(model.config.modalities)}"
     save_checkpoint(out / "last.safetensors", model, label_set, model_id=model_id, training=training)
     if best:
