@@ -1,7 +1,8 @@
 """Latency of the students against ENet's architecture (Paszke et al. 2016, random weights) on ONNX Runtime:
 same input size (480x360 by default, CamVid's), same threads, the sessions timed round by round side by
 side so that the ratios hold on a noisy machine. Students: the default config and any `--student NAME=JSON`
-overrides (or checkpoints with `--checkpoint`), at their default K. Prints JSON.
+overrides (or checkpoints with `--checkpoint`), at their default K (and K = 0 with `--k-zero`, for the cost
+of Top-K refinement). Prints JSON.
 
     python bench/bench_enet.py --threads 1 --student 'wide={"widths":[48,96,160],"decoder_width":96}'
 """
@@ -117,12 +118,12 @@ class ENet(nn.Module):
 
 
 class _Logits(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, k: int | None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.k = model, k
 
     def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        return self.model(x, present)["logits"]
+        return self.model(x, present, self.k)["logits"]
 
 
 def _session(model: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], folder: Path, name: str,
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--student", action="append", default=[], metavar="NAME=JSON",
                         help="a student config override to time, e.g. 'wide={\"widths\":[48,96,160]}'")
     parser.add_argument("--checkpoint", action="append", default=[], type=Path, help="a checkpoint to time")
+    parser.add_argument("--k-zero", action="store_true", help="also time each student at K = 0 (no refinement)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -163,14 +165,17 @@ def main() -> None:
     for path in args.checkpoint:
         checkpoint = load_checkpoint(path)
         models[path.stem] = (checkpoint.model, checkpoint.config.default_k(height, width))
+    if args.k_zero:
+        models.update({f"{name}@k0": (model, 0) for name, (model, k) in list(models.items()) if k > 0})
     sessions, parameters = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         enet = ENet(args.classes)
         sessions["enet"] = _session(enet, (image,), ["x"], Path(folder), "enet", args.threads)
         parameters["enet"] = sum(p.numel() for p in enet.parameters())
-        for name, (model, _) in models.items():
+        for name, (model, k) in models.items():
             x, present = stack_inputs({m: image for m in model.config.modalities if m == "rgb"}, model.config)
-            sessions[name] = _session(_Logits(model), (x, present), ["x", "present"], Path(folder), name, args.threads)
+            sessions[name] = _session(_Logits(model, k), (x, present), ["x", "present"], Path(folder), name.replace("@", "_"),
+                                      args.threads)
             parameters[name] = sum(p.numel() for p in model.parameters())
         for session, feed in sessions.values():
             for _ in range(3):
