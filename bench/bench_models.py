@@ -149,7 +149,10 @@ def main() -> None:
     meta = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
             "student_onnxruntime_latency_ms_640x360": onnxruntime_latency_ms(student, args.threads, args.repeat)}
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(markdown(rows, meta))
+    # Sections after this table (`## ...`, e.g. the CamVid results) are kept.
+    previous = args.markdown.read_text() if args.markdown.exists() else ""
+    kept = previous[previous.find("\n## "):] if "\n## " in previous else ""
+    args.markdown.write_text(markdown(rows, meta) + kept)
     print(json.dumps({"benchmark": "models", "machine": meta, "rows": rows}, indent=2))
 
 

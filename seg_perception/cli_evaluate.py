@@ -9,6 +9,13 @@ from typing import Any
 from seg_perception.cli_engines import _size
 
 
+def _count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return int(text)
+
+
 def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "evaluate", help="score a model on an image/label dataset (mIoU, boundary IoU, confusion, latency)",
@@ -33,6 +40,9 @@ def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("--backend", default="auto",
                         help="auto, torch, onnxruntime or tensorrt (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the library's choice)")
+    parser.add_argument("--k", type=_count, default=None,
+                        help="locations a student refines (Top-K of its selector; 0: its base prediction; default: "
+                             "its refine fraction of the 1/4-resolution grid)")
     parser.set_defaults(run=_evaluate)
 
 
@@ -63,7 +73,7 @@ def _score(args: argparse.Namespace) -> Any:
     source = dataset.source_size()
     if args.size is not None and not args.stretch:
         check_aspect(args.size, source, joiner="x")
-    segmenter = Segmenter(args.model, backend=args.backend, input_size=args.size, threads=args.threads)
+    segmenter = Segmenter(args.model, backend=args.backend, input_size=args.size, threads=args.threads, k=args.k)
     if dataset.label_set is None:  # the ids are taken as the model's, and checked against its label set on reading
         print(f"note: the dataset's label set is not given (--label-set, --label-map or a dataset YAML); its ids are "
               f"read as the model's ({segmenter.label_set.name})", file=sys.stderr)

@@ -160,3 +160,24 @@ def test_errors_are_one_line_with_a_non_zero_status(tmp_path, known, capsys, cas
     status, stdout, stderr = _run(capsys, *args)
     assert status == 1 and stdout == ""
     assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1, stderr
+
+
+def test_k_chooses_how_many_locations_a_student_refines(tmp_path, known, capsys):
+    """K = 0 is the student's base prediction; a large K lets the (random) point head change labels."""
+    from seg_perception.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    label_set = load_label_set("camvid11")
+    model = build_model(student_config(label_set.num_classes, ("rgb",), widths=(8, 8, 8), decoder_width=8)).eval()
+    checkpoint = save_checkpoint(tmp_path / "student.safetensors", model, label_set, model_id="student_rgb",
+                                 training={"config": {"image_size": [WIDTH, HEIGHT]}})
+    root, _, _ = _dataset(tmp_path / "camvid", known)
+    confusions = {}
+    for k in (0, 100):
+        status, _, stderr = _run(capsys, "--model", checkpoint, "--data", root, "--out", tmp_path / f"k{k}",
+                                 "--backend", "torch", "--threads", 1, "--k", k)
+        assert status == 0, stderr
+        confusions[k] = json.loads((tmp_path / f"k{k}" / "report.json").read_text())["confusion_matrix"]
+    assert confusions[0] != confusions[100]
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", str(checkpoint), "--data", str(root), "--k", "-1"])

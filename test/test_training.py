@@ -136,8 +136,8 @@ def test_every_shipped_checkpoint_loads_with_its_label_set():
     from seg_perception.models import SHIPPED, shipped_weights
 
     for name in SHIPPED:
-        checkpoint = load_checkpoint(shipped_weights(name), label_set="sim_offroad")
-        assert checkpoint.config.architecture == ("teacher" if name == "teacher" else "student")
+        checkpoint = load_checkpoint(shipped_weights(name), label_set="camvid11" if "camvid" in name else "sim_offroad")
+        assert checkpoint.config.architecture == ("teacher" if name.startswith("teacher") else "student")
         assert ("thermal" in checkpoint.config.modalities) == ("thermal" in SHIPPED[name])
         assert checkpoint.metadata["training"]["val"]["miou"] > 0.3
 

@@ -1,4 +1,5 @@
-"""The weights that ship with the package (trained on the synthetic world; see docs/training.md)."""
+"""The weights that ship with the package: trained on the synthetic world, and RGB models trained on CamVid's
+real driving frames (label set camvid11); see docs/training.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,8 @@ SHIPPED = {
     "student_rgb": "student_rgb.safetensors",
     "student_rgb_thermal_events": "student_rgb_thermal_events.safetensors",
     "student_rgb_thermal_events_no_kd": "student_rgb_thermal_events_no_kd.safetensors",
+    "teacher_camvid": "teacher_camvid.safetensors",
+    "student_camvid": "student_camvid.safetensors",
 }
 
 

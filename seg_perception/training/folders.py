@@ -17,6 +17,7 @@ from seg_perception.io.encoding import encode_thermal
 from seg_perception.label_maps import LabelMap, LabelMapError, load_label_map
 from seg_perception.labels import LabelSet, LabelSetError, load_label_set
 
+from .augment import Augment
 from .layouts import FolderDatasetError, find_split
 
 
@@ -59,6 +60,9 @@ class FolderDataset(Dataset):
         cache: keep each sample's resized frame (uint8) and label ids in memory after its first read, so
             that later epochs decode nothing (in the process that reads it: the trainer's, with no
             loader workers).
+        augment: random scale, crop to `size`, flip and colour jitter (see `Augment`), drawn from the
+            stream (seed, epoch, index); `flip` is then ignored. Frames are kept at their stored
+            resolution (when cached), so that scaling up reads real pixels. Needs `size`.
 
     Raises:
         FolderDatasetError: missing folders, unmatched files, no samples, a bad option, label map or
@@ -68,12 +72,14 @@ class FolderDataset(Dataset):
     def __init__(self, root: str | os.PathLike, split: str, label_map: LabelMap | str | os.PathLike | None = None,
                  size: tuple[int, int] | None = None, layout: str = "auto", *,
                  label_set: LabelSet | str | os.PathLike | None = None, flip: bool = False, seed: int = 0,
-                 thermal_scale: float = 100.0, cache: bool = False) -> None:
+                 thermal_scale: float = 100.0, cache: bool = False, augment: Augment | None = None) -> None:
         self.root = Path(root)
         self.split = split
         if size is not None and (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                                        for v in size)):
             raise FolderDatasetError(f"size must be (width, height) of positive integers or None, got {size!r}")
+        if augment is not None and size is None:
+            raise FolderDatasetError("augmentation crops to the training size: give a size with augment")
         if not thermal_scale > 0:
             raise FolderDatasetError(f"thermal_scale must be > 0 (counts per kelvin), got {thermal_scale!r}")
         files = find_split(self.root, split, layout)
@@ -90,6 +96,7 @@ class FolderDataset(Dataset):
         self.cache = cache
         self._cached: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
         self.flip = flip
+        self.augment = augment
         self.seed = seed
         self.epoch = 0
         self.thermal_scale = float(thermal_scale)
@@ -149,15 +156,30 @@ class FolderDataset(Dataset):
         """Raw label ids (uint8 or uint16) → int64 ids of the label set (through the label map, if any)."""
         return self.label_map.apply(labels) if self.label_map is not None else labels.astype(np.int64)
 
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """Pixels of each class over the split (label set ids, ignore left out), as int64 (num_classes,);
+        reads every sample once (into memory when cached)."""
+        counts = np.zeros(num_classes, np.int64)
+        for index in range(len(self)):
+            labels = self.map_labels(self._resized(index)[1]).ravel()
+            counts += np.bincount(labels[labels < num_classes], minlength=num_classes)[:num_classes]
+        return counts
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rgb, labels, thermal = self._resized(index)
         paths = self.samples[index]
         labels = self.map_labels(labels)
-        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
-            rgb, labels = rgb[:, ::-1], labels[:, ::-1]
-            thermal = thermal[:, ::-1] if thermal is not None else None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.augment is not None:
+            ignore = self._label_set.ignore_id if self._label_set is not None else 255
+            image, labels, thermal = self.augment(rgb, labels, self.size, ignore, rng, thermal)
+        else:
+            if self.flip and rng.random() < 0.5:
+                rgb, labels = rgb[:, ::-1], labels[:, ::-1]
+                thermal = thermal[:, ::-1] if thermal is not None else None
+            image = np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255.0
         sample: dict[str, Any] = {
-            "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255.0),
+            "rgb": torch.from_numpy(image),
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
         }
         if thermal is not None:
@@ -166,12 +188,13 @@ class FolderDataset(Dataset):
         return sample
 
     def _resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """RGB uint8, raw label ids and thermal at the output size (from memory when cached)."""
+        """RGB uint8, raw label ids and thermal at the output size, or as stored when augmenting (from memory
+        when cached)."""
         if index in self._cached:
             return self._cached[index]
         rgb, labels = self.read(index)
         paths = self.samples[index]
-        width, height = self.size or (rgb.shape[1], rgb.shape[0])
+        width, height = self.size if self.size and self.augment is None else (rgb.shape[1], rgb.shape[0])
         resized = (cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA),
                    cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST),
                    self._thermal(paths.thermal, width, height) if paths.thermal is not None else None)

@@ -25,6 +25,16 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, weight: torch.T
     return losses.mean()
 
 
+def enet_class_weights(counts: torch.Tensor | list[int], c: float = 1.02) -> torch.Tensor:
+    """Class weights 1 / ln(c + p) of each class's pixel share p (ENet, Paszke et al. 2016), scaled so that
+    their pixel-weighted mean is 1 (the loss keeps its scale); classes never seen get the largest weight."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    share = counts / counts.sum().clamp(min=1)
+    weights = 1.0 / torch.log(c + share)
+    weights = weights / (weights * share).sum().clamp(min=1e-12)
+    return weights.float()
+
+
 def selector_loss(selector: torch.Tensor, coarse: torch.Tensor, labels: torch.Tensor, ignore_id: int = 255) -> torch.Tensor:
     """Binary cross-entropy teaching the selector where the (upsampled) coarse prediction is wrong."""
     size = selector.shape[-2:]

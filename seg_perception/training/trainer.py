@@ -67,11 +67,35 @@ class TrainConfig:
     workers: int = 0
     resume: bool = False
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    augment: bool = False                  # folders: random scale 0.5-2, crop, flip, colour jitter (else flips only)
+    class_weights: str = "none"            # "none" or "enet": 1 / ln(1.02 + class pixel share), from the training labels
+    precision: str = "fp32"                # "fp32" or "bf16" (autocast of the forward passes)
+    channels_last: bool = False            # NHWC tensors (oneDNN's fast layout on CPUs; pays most with bf16)
+    warmup: float = 0.0                    # share of the budget (time, else steps) with a linear learning-rate warm-up
+    schedule: str = "cosine"               # after the warm-up: "cosine" or "poly" (power 0.9)
+    eval_every: int = 1                    # validate every this many epochs (and always at the end)
+    images: str | None = None              # label-free: distil from the images of this folder (teacher only)
+    bags: tuple[str, ...] = ()             # label-free: distil from the colour images of these rosbags
+    topic: str | None = None               # label-free: the bags' image topic (default: their one colour image topic)
+
+    def __post_init__(self) -> None:
+        """Raises:
+            ValueError: an unknown choice or an out-of-range value.
+        """
+        for name, value, accepted in (("class_weights", self.class_weights, CLASS_WEIGHTS),
+                                      ("precision", self.precision, PRECISIONS), ("schedule", self.schedule, SCHEDULES)):
+            if value not in accepted:
+                raise ValueError(f"{name} {value!r} is not known; accepted: {', '.join(accepted)}")
+        if not 0.0 <= self.warmup < 1.0 or self.eval_every < 1:
+            raise ValueError(f"warmup must be in [0, 1) and eval_every >= 1, got {self.warmup!r} and {self.eval_every!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
+CLASS_WEIGHTS = ("none", "enet")
+PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("cosine", "poly")
 SIM_SIZE = (320, 180)
 SIM_LABEL_SET = "sim_offroad"
 
@@ -118,9 +142,11 @@ def _datasets(config: TrainConfig, label_set: LabelSet) -> tuple[Any, Any]:
 
     from .folders import FolderDataset
 
+    from .augment import Augment
+
     label_map = load_label_map(config.label_map) if config.label_map else None
     return (FolderDataset(config.data, "train", label_map, config.image_size, label_set=label_set, flip=True,
-                          cache=True),
+                          cache=True, augment=Augment() if config.augment else None, seed=config.seed),
             FolderDataset(config.data, "val", label_map, config.image_size, label_set=label_set, cache=True))
 
 
@@ -144,11 +170,54 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), world
 
 
+def learning_rate(config: TrainConfig, fraction: float) -> float:
+    """The learning rate at `fraction` (0 … 1) of the run: a linear warm-up over `config.warmup`, then
+    cosine or poly (power 0.9) decay to zero."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < config.warmup:
+        return config.lr * (fraction / config.warmup)
+    rest = (fraction - config.warmup) / (1.0 - config.warmup)
+    if config.schedule == "poly":
+        return config.lr * (1.0 - rest) ** 0.9
+    return config.lr * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+def _class_weights(config: TrainConfig, dataset: Any, num_classes: int, teacher: Any = None) -> torch.Tensor | None:
+    """Class weights from the training labels' class shares (label-free: from the teacher's predictions)."""
+    if config.class_weights == "none":
+        return None
+    from .label_free import teacher_class_counts
+    from .losses import enet_class_weights
+
+    if _label_free(config):
+        counts = teacher_class_counts(teacher, dataset, num_classes)
+    elif hasattr(dataset, "class_counts"):
+        counts = dataset.class_counts(num_classes)
+    else:
+        counts = np.zeros(num_classes, np.int64)
+        for index in range(len(dataset)):
+            labels = dataset[index]["labels"].numpy().ravel()
+            counts += np.bincount(labels[labels < num_classes], minlength=num_classes)[:num_classes]
+    return enet_class_weights(counts.tolist())
+
+
+def _label_free(config: TrainConfig) -> bool:
+    return config.images is not None or bool(config.bags)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the summary also written to `out/summary.json`."""
+    """Run (or resume) a training run; returns the summary also written to `out/summary.json`.
+
+    With `images` or `bags`, the run is label-free distillation: the student learns from those frames and
+    the teacher alone (its most likely class serves as the label of every head's loss, its logits and
+    features are distilled as usual); `data`, where it is a labelled folder dataset, is used only to
+    validate.
+    """
+    from . import label_free
+
     rank, world = _distributed()
     torch.manual_seed(config.seed)
-    config, label_set = resolve(config)
+    config, label_set = label_free.resolve(config) if _label_free(config) else resolve(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     factory = student_config if config.architecture == "student" else teacher_config
@@ -156,7 +225,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = build_model(model_config)
     teacher = (load_teacher(config.teacher, label_set, card=config.teacher_card, class_map=config.teacher_class_map)
                if config.teacher else None)
-    train_set, val_set = _datasets(config, label_set)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        if isinstance(teacher, CheckpointTeacher):
+            teacher.model = teacher.model.to(memory_format=torch.channels_last)
+    train_set, val_set = label_free.datasets(config, label_set) if _label_free(config) else _datasets(config, label_set)
+    weights = _class_weights(config, train_set, label_set.num_classes, teacher)
     # The teacher sees every sample the same way every epoch (no augmentation reaches it), so its
     # outputs are computed once and read back: distillation then costs about what plain training does.
     cache_teacher = (isinstance(teacher, CheckpointTeacher) and config.cache_dir is not None
@@ -190,6 +264,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     for epoch in range(state["epoch"], config.epochs):
         if budget_s is not None and time.monotonic() - started >= budget_s:
             break
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
         order = _epoch_order(train_set, config.seed, epoch)[rank::world]
         loader = DataLoader(torch.utils.data.Subset(train_set, order.tolist()), batch_size=config.batch_size,
                             drop_last=True, num_workers=config.workers)
@@ -202,9 +278,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 break
             fraction = elapsed / budget_s if budget_s else state["step"] / total_steps
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+                group["lr"] = learning_rate(config, fraction)
             loss = _step(net, model_config, batch, config, label_set.ignore_id, generator, teacher, feature_kd,
-                         teacher_outputs)
+                         teacher_outputs, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -214,17 +290,27 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         state["elapsed_s"] = time.monotonic() - started
         state["epoch"] = epoch + 1
-        scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
+        last = epoch + 1 == config.epochs or (budget_s is not None and state["elapsed_s"] >= budget_s)
+        if (epoch + 1) % config.eval_every and not last:
+            if rank == 0:  # resumable every epoch, scored every `eval_every`
+                _save_state(out, model, optimizer, feature_kd, state)
+            continue
+        if val_set is None:  # label-free without a labelled validation split: every checkpoint is the best
+            scores: dict[str, Any] = {"miou": None, "boundary_miou": None}
+        else:
+            scores = evaluate(model, val_set, ignore_id=label_set.ignore_id) if rank == 0 else {"miou": float("nan")}
         record = {"epoch": epoch + 1, "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 1),
+                  "steps_per_s": round(state["step"] / max(state["elapsed_s"], 1e-9), 3),
                   "train_loss": float(np.mean(losses)) if losses else None, "miou": scores["miou"],
                   "boundary_miou": scores.get("boundary_miou")}
         state["history"].append(record)
         if rank == 0:
-            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=scores["miou"] > best,
+            improved = scores["miou"] is None or scores["miou"] > best
+            _save(out, model, optimizer, feature_kd, state, label_set, config, scores, best=improved,
                   teacher=teacher.document if teacher is not None else None)
-            best = max(best, scores["miou"])
+            best = max(best, scores["miou"]) if scores["miou"] is not None else best
             print(json.dumps(record), flush=True)
-        if budget_s is not None and state["elapsed_s"] >= budget_s:
+        if last:
             break
     summary = {"config": config.to_dict(), "model": model_config.to_dict(), "history": state["history"],
                "best_val_miou": best, "steps": state["step"], "elapsed_s": state["elapsed_s"],
@@ -237,24 +323,43 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 def _step(net: Any, model_config: ModelConfig, batch: dict[str, Any], config: TrainConfig, ignore: int,
           generator: torch.Generator, teacher: Any, feature_kd: FeatureKD | None,
-          teacher_outputs: Path | None) -> torch.Tensor:
-    labels = batch["labels"]
+          teacher_outputs: Path | None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    target = None
+    if teacher is not None and teacher_outputs is None:
+        with _autocast(config):
+            target = {key: value.float() for key, value in teacher(batch).items()}
+    if "labels" in batch:
+        labels = batch["labels"]
+    else:  # label-free: the teacher's answer is the label
+        from .label_free import pseudo_labels
+
+        labels = pseudo_labels(target["logits"], tuple(batch["rgb"].shape[-2:]))
     drop = modality_dropout(len(labels), len(model_config.modalities), config.modality_dropout, generator)
     x, present = stack_inputs({m: batch[m] for m in model_config.modalities}, model_config, drop)
-    out = net(x, present)
-    loss = cross_entropy(out["logits"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    with _autocast(config):
+        out = net(x.contiguous(memory_format=layout), present)
+    out = {key: value.float() for key, value in out.items()}
+    ce = {"weight": weights, "ignore_id": ignore, "ohem_fraction": config.ohem_fraction}
+    loss = cross_entropy(out["logits"], labels, **ce)
     if "coarse" in out:  # student: deep supervision of the coarse head, the point head and the selector
-        loss = loss + 0.4 * cross_entropy(out["coarse"], labels, ignore_id=ignore, ohem_fraction=config.ohem_fraction)
-        loss = loss + 0.5 * cross_entropy(out["point_logits"], labels, ignore_id=ignore,
-                                          ohem_fraction=config.ohem_fraction)
+        loss = loss + 0.4 * cross_entropy(out["coarse"], labels, **ce)
+        loss = loss + 0.5 * cross_entropy(out["point_logits"], labels, **ce)
         loss = loss + 0.5 * selector_loss(out["selector"], out["coarse"], labels, ignore)
     if teacher is not None:
-        target = _read_teacher(teacher_outputs, batch["index"]) if teacher_outputs is not None else teacher(batch)
+        if teacher_outputs is not None:
+            target = _read_teacher(teacher_outputs, batch["index"])
         loss = loss + config.kd_weight * logit_kd(out["logits"], target["logits"], config.kd_temperature,
                                                   labels, ignore)
         if feature_kd is not None:
             loss = loss + config.feature_kd_weight * feature_kd(out["features"], target["features"])
     return loss
+
+
+def _autocast(config: TrainConfig) -> Any:
+    """bf16 autocast of a forward pass on the device the tensors are on (the CPU here), or nothing."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def _teacher_dir(config: TrainConfig, teacher: Any) -> Path:
@@ -296,6 +401,10 @@ def _save(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[st
     save_checkpoint(out / "last.safetensors", model, label_set, model_id=model_id, training=training)
     if best:
         save_checkpoint(out / "best.safetensors", model, label_set, model_id=model_id, training=training)
+    _save_state(out, model, optimizer, feature_kd, state)
+
+
+def _save_state(out: Path, model: Any, optimizer: Any, feature_kd: Any, state: dict[str, Any]) -> None:
     saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": json.dumps(state)}
     if feature_kd is not None:
         saved["feature_kd"] = feature_kd.state_dict()
