@@ -157,11 +157,31 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(summary_table(report))
     print()
+    real = replay_camvid_frames(args.out / "replay_camvid")
+    print(f"real frames: {real.frames} CamVid val frames (data/camvid_val10) with student_camvid, "
+          f"mIoU {real.confusion.miou() * 100:.1f} %")
+    print()
     print(f"output bags: {args.out / 'replay'}/<scenario> (MCAP; open in Foxglove or RViz)")
     print(f"report:      {args.out / 'replay' / 'report.md'} (+ report.json, confusion.png, class_iou.png, "
           f"latency.png, worst_frames.png)")
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def replay_camvid_frames(out: Path) -> Any:
+    """Replay the 10 real CamVid validation frames the package ships (data/camvid_val10) with the CamVid
+    student and score them against their hand-made labels; returns the report."""
+    from seg_perception.pipeline import PipelineConfig
+    from seg_perception.pipeline.replay import ReplayOptions, replay
+    from seg_perception.resources import resource_dir
+
+    bag = resource_dir("data/camvid_val10", "README.md") / "bag"
+    config = PipelineConfig.load()
+    topics = {role: None for role in config.topics}
+    config = replace(config, model="student_camvid", topics={**topics, "rgb": "/camera/image_raw/compressed",
+                                                             "labels": "/camera/labels"},
+                     mapping=replace(config.mapping, enabled=False))
+    return replay([bag], config, out, ReplayOptions(progress=sys.stderr.isatty()))
 
 
 SUBCOMMANDS: tuple[Any, ...] = (_add_replay, _add_demo)
