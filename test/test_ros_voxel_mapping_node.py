@@ -112,8 +112,9 @@ class Drive:
         for msg in self.odometry:
             buffer.set_transform(transform_to_matrix(msg), ODOM, BASE, stamp_to_ns(msg.header.stamp))
         decoder = MessageDecoder()
-        semantic_map = SemanticVoxelMap(load_label_set("sim_offroad").num_classes, VOXEL, radius=60.0,
-                                        max_voxels=2_000_000)
+        label_set = load_label_set("sim_offroad")
+        semantic_map = SemanticVoxelMap(label_set.num_classes, VOXEL, radius=60.0, max_voxels=2_000_000,
+                                        dynamic_classes=label_set.dynamic_ids())
         for k in frames:
             labels = self.labels[k]
             map_sweep(semantic_map, decoder.decode("lidar", self.clouds[k]), decoder.decode("labels", labels), None,
@@ -376,14 +377,15 @@ def test_map_services_save_clear_and_load(ros, drive, tmp_path):
 
         reply = harness.call("clear_map")
         assert reply.success and len(harness.node.semantic_map) == 0
-        assert harness.spin_until(lambda: harness.voxel_clouds[-1].width == 0, 5.0)  # the published map too
+        # the published map too
+        assert harness.spin_until(lambda: harness.voxel_clouds and harness.voxel_clouds[-1].width == 0, 5.0)
 
         reply = harness.call("load_map")  # load_path is empty: save_path is loaded
         assert reply.success, reply.message
         after = harness.node.semantic_map.voxels()
         for name in ("keys", "log_probs", "observations", "last_seen_ns", "occupancy"):
             np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
-        assert harness.spin_until(lambda: harness.voxel_clouds[-1].width == len(before), 5.0)
+        assert harness.spin_until(lambda: harness.voxel_clouds and harness.voxel_clouds[-1].width == len(before), 5.0)
         keys, labels = _cloud_voxels(harness.voxel_clouds[-1])
         np.testing.assert_array_equal(keys, before.keys)
         np.testing.assert_array_equal(labels, before.labels)

@@ -117,7 +117,10 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's InvalidProtobuf, InvalidGraph, Fail: all mean "not a usable model"
         raise EngineError(f"{path} is not a readable ONNX model ({exc}); re-export it") from None
-    return dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError as exc:  # metadata that is not UTF-8: not written by any exporter
+        raise EngineError(f"{path}: its metadata is not UTF-8 text ({exc}); re-export it") from None
 
 
 def metadata_document(props: dict[str, str], path: Path) -> dict[str, Any] | None:
