@@ -177,7 +177,7 @@ def test_unlabelled_non_finite_and_empty_input(backend):
     stats = voxel_map.integrate(points, labels, confidence, stamp_ns=1, origin=np.zeros(3))
     assert len(voxel_map) == 0
     assert stats == {"points": 4, "labelled": 0, "voxels_touched": 0, "voxels_new": 0, "voxels_cleared": 0,
-                     "voxels_evicted": 0, "dynamic_voxels": 0}
+                     "voxels_evicted": 0, "dynamic_voxels": 0, "points_out_of_reach": 0}
     stats = voxel_map.integrate(np.zeros((0, 3), np.float32), np.zeros(0, np.int64), stamp_ns=2, origin=[0, 0, 0])
     assert stats["points"] == 0 and len(voxel_map) == 0
     stats = voxel_map.integrate(np.full((3, 3), np.nan), np.array([1, 2, 3]), stamp_ns=3)
@@ -465,9 +465,10 @@ def test_bad_input_raises(backend):
     with pytest.raises(MappingError, match="origin"):
         voxel_map.integrate(points, labels, stamp_ns=0, origin=[0, np.nan, 0])
     far = np.array([[0.0, 0.0, 0.0], [3e5, 0.0, 0.0]], np.float32)  # 2^20 voxels of 0.2 m is 209.7 km
-    with pytest.raises(MappingError, match="beyond the map's reach"):
-        voxel_map.integrate(far, np.array([0, -1]), stamp_ns=0)
-    assert len(voxel_map) == 0  # a rejected scan changes nothing
+    stats = voxel_map.integrate(far, np.array([0, 0]), stamp_ns=0)
+    assert stats["points_out_of_reach"] == 1  # it costs itself, not the scan: the other point is fused
+    assert voxel_map.voxels().keys.tolist() == [[0, 0, 0]]
+    voxel_map = SemanticVoxelMap(3, 0.2, backend=backend)
     edge = np.array([[-(2**20) * 0.2 + 0.1, (2**20 - 1) * 0.2 + 0.1, 0.0]], np.float32)
     voxel_map.integrate(edge, np.array([1]), stamp_ns=1)
     assert voxel_map.voxels().keys.tolist() == [[-(2**20), 2**20 - 1, 0]]

@@ -1213,8 +1213,8 @@ class SemanticVoxelMap:
             "voxels_new", "voxels_cleared", "voxels_evicted", "dynamic_voxels" (seen within dynamic_decay_s)}.
 
         Raises:
-            MappingError: wrong shapes or dtypes, a non-integer stamp, a non-finite origin, or a finite
-            point beyond the 21-bit key range (about +-209 km at 0.2 m).
+            MappingError: wrong shapes or dtypes, a non-integer stamp or a non-finite origin. A point beyond
+            the 21-bit key range (about +-209 km at 0.2 m) is left out and counted ("points_out_of_reach").
         """
         pts = np.asarray(points)
         if pts.ndim != 2 or pts.shape[1] != 3 or not (np.issubdtype(pts.dtype, np.floating)
@@ -1243,9 +1243,17 @@ class SemanticVoxelMap:
             where = np.asarray(origin, dtype=np.float64).reshape(-1)
             if where.shape != (3,) or not np.isfinite(where).all():
                 raise MappingError(f"origin {origin!r} is not usable; accepted: None or 3 finite numbers (map frame)")
+        # A point beyond the key range (a corrupt range, a point at 1e19 m) costs itself, not the scan: it is
+        # left out like a non-finite one and counted.
+        reach = KEY_OFFSET * self._p.voxel_size
+        with np.errstate(invalid="ignore"):
+            beyond = np.isfinite(pts).all(axis=1) & (np.abs(pts) >= reach).any(axis=1)
+        if beyond.any():
+            pts = np.where(beyond[:, None], np.nan, pts).astype(pts.dtype, copy=False)
         dynamic = self._dynamic.mask(lab) if self._dynamic.classes else None
         static = np.where(dynamic, -1, lab) if dynamic is not None else lab  # still measurements for clearing
         stats = self._store.integrate(pts, static, conf, int(stamp_ns), where)
+        stats["points_out_of_reach"] = int(beyond.sum())
         if dynamic is not None:
             keep = dynamic & np.isfinite(pts).all(axis=1)  # the store has checked the key range
             if conf is not None:
