@@ -210,6 +210,7 @@ class _Run:
         self.sink = SerialWorker(WRITE_AHEAD_FRAMES)
         self.frames = 0
         self.last_stamp = 0
+        self.costmaps_without_pose = 0
         # frame index → (image, truth, prediction) of a worst-frame candidate, kept while it is among the worst
         self.panels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.groups = [self.name, *(SCENARIO + tag for tag in scenario_tags(self.bag))]
@@ -328,7 +329,7 @@ class _Run:
         try:
             robot = self.perception.transforms.lookup(mapping.map_frame, mapping.base_frame, stamp_ns)[:3, 3]
         except TransformError:
-            self.sink.submit(self.report.count_skipped, f"no {mapping.base_frame} pose for the costmap")
+            self.costmaps_without_pose += 1  # counted into the report at close
             return {}
         return navigation_messages(self.perception.semantic_map, self.segmenter.label_set, mapping, robot,
                                    stamp_ns=stamp_ns)
@@ -435,6 +436,9 @@ class _Run:
                     self._write_map(voxels, self.last_stamp)
                     for name, msg in self._navigation(self.last_stamp).items():  # the final map's, too
                         self.writer.write(f"{OUTPUT_NAMESPACE}/{name}", msg, self.last_stamp)
+                if self.costmaps_without_pose:
+                    self.report.count_skipped(f"no {self.config.mapping.base_frame} pose for the costmap",
+                                              self.costmaps_without_pose)
                 self.writer.__exit__(None, None, None)
 
 
