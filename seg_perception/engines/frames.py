@@ -284,8 +284,9 @@ class Postprocessor:
         """outputs: "labels" (1, h, w) integers; optional "confidence" (1, h, w) and "refined" (1, 1, h', w')."""
         labels = outputs["labels"]
         if self.class_map is not None:
-            table = self.class_map.to(labels.device)
-            labels = table[labels.long().clamp_(0, table.numel() - 1)]
+            if self.class_map.device != labels.device:  # moved once, to the engine's device
+                self.class_map = self.class_map.to(labels.device)
+            labels = self.class_map[labels.long().clamp_(0, self.class_map.numel() - 1)]
         labels = self.to_source(labels[0].to(torch.int32), placement, self.fill).cpu().numpy()
         confidence = outputs.get("confidence")
         if confidence is not None:

@@ -61,7 +61,7 @@ def refuse_unknown(node: Node) -> None:
     given = getattr(node, "_parameter_overrides", {}) or {}
     unknown = sorted(n for n in given if not node.has_parameter(n) and not n.startswith("qos_overrides."))
     if unknown:
-        accepted = sorted(n for n in node._parameters if not n.startswith("qos_overrides."))  # noqa: SLF001
+        accepted = sorted(n for n in node.get_parameters_by_prefix("") if not n.startswith("qos_overrides."))
         hints = {n: difflib.get_close_matches(n, accepted, 1) for n in unknown}
         named = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
         raise ValueError(f"{node.get_name()}: unknown parameter(s) {named}; accepted: {', '.join(accepted)}")
